@@ -1,0 +1,137 @@
+//! Account-identifier and amount helpers shared by rules: CLABE (Mexico),
+//! IBAN (via `iban_validate`), SWIFT/BIC, and exact major → minor amounts.
+
+/// Why an account identifier failed its check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdentError {
+    /// Wrong length or characters.
+    Format,
+    /// Well formed but the check digit(s) do not match.
+    CheckDigit,
+}
+
+impl IdentError {
+    /// Stable snake_case name, used in signal details and warnings.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IdentError::Format => "format",
+            IdentError::CheckDigit => "check_digit",
+        }
+    }
+}
+
+/// Checks a CLABE: 18 digits (spaces and dashes ignored) whose last digit is
+/// the weighted (3, 7, 1) mod-10 check digit of the first 17.
+pub fn check_clabe(raw: &str) -> Result<(), IdentError> {
+    let digits: Vec<u32> = raw
+        .chars()
+        .filter(|c| !matches!(c, ' ' | '-'))
+        .map(|c| c.to_digit(10).ok_or(IdentError::Format))
+        .collect::<Result<_, _>>()?;
+    if digits.len() != 18 {
+        return Err(IdentError::Format);
+    }
+    const WEIGHTS: [u32; 3] = [3, 7, 1];
+    let sum: u32 = digits
+        .iter()
+        .take(17)
+        .zip(WEIGHTS.iter().cycle())
+        .map(|(d, w)| (d * w) % 10)
+        .sum();
+    let expected = (10 - sum % 10) % 10;
+    if digits.last() == Some(&expected) {
+        Ok(())
+    } else {
+        Err(IdentError::CheckDigit)
+    }
+}
+
+/// Checks an IBAN: country length and mod-97 (spaces ignored, any case).
+pub fn check_iban(raw: &str) -> Result<(), IdentError> {
+    let compact: String = raw
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .map(|c| c.to_ascii_uppercase())
+        .collect();
+    match compact.parse::<iban::Iban>() {
+        Ok(_) => Ok(()),
+        Err(iban::ParseIbanError::InvalidBaseIban {
+            source: iban::ParseBaseIbanError::InvalidChecksum,
+        }) => Err(IdentError::CheckDigit),
+        Err(_) => Err(IdentError::Format),
+    }
+}
+
+/// Checks a SWIFT/BIC: 4 letters (institution), 2 letters (country), 2
+/// alphanumerics (location), optionally 3 alphanumerics (branch).
+pub fn check_bic(raw: &str) -> Result<(), IdentError> {
+    let b = raw.trim().as_bytes();
+    if b.len() != 8 && b.len() != 11 {
+        return Err(IdentError::Format);
+    }
+    let ok = b.iter().enumerate().all(|(i, c)| {
+        if i < 6 {
+            c.is_ascii_alphabetic()
+        } else {
+            c.is_ascii_alphanumeric()
+        }
+    });
+    if ok { Ok(()) } else { Err(IdentError::Format) }
+}
+
+/// Converts a non-negative major-unit decimal string to minor units for a
+/// currency with `exponent` decimals, exactly. `None` when malformed, with
+/// more decimals than `exponent`, or on overflow.
+pub fn major_to_minor(major: &str, exponent: u8) -> Option<u64> {
+    let (int, frac) = match major.split_once('.') {
+        Some((i, f)) => (i, f),
+        None => (major, ""),
+    };
+    if int.is_empty() || !int.bytes().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    if !frac.bytes().all(|c| c.is_ascii_digit()) || frac.len() > usize::from(exponent) {
+        return None;
+    }
+    let scale = 10u64.checked_pow(u32::from(exponent))?;
+    let mut minor = int.parse::<u64>().ok()?.checked_mul(scale)?;
+    if !frac.is_empty() {
+        let pad = 10u64.checked_pow(u32::from(exponent) - frac.len() as u32)?;
+        minor = minor.checked_add(frac.parse::<u64>().ok()?.checked_mul(pad)?)?;
+    }
+    Some(minor)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clabe_check_digit() {
+        // 032180000118359719 is a commonly published valid CLABE.
+        assert_eq!(check_clabe("032180000118359719"), Ok(()));
+        assert_eq!(check_clabe("012180001234567890"), Err(IdentError::CheckDigit));
+        assert_eq!(check_clabe("01218000123456789"), Err(IdentError::Format));
+        assert_eq!(check_clabe("01218000123456789X"), Err(IdentError::Format));
+    }
+
+    #[test]
+    fn iban_and_bic() {
+        assert_eq!(check_iban("DE89 3704 0044 0532 0130 00"), Ok(()));
+        assert_eq!(check_iban("DE89370400440532013001"), Err(IdentError::CheckDigit));
+        assert_eq!(check_iban("DE8937"), Err(IdentError::Format));
+        assert_eq!(check_bic("BNMXMXMM"), Ok(()));
+        assert_eq!(check_bic("BNMXMXMMXXX"), Ok(()));
+        assert_eq!(check_bic("BNM1MXMM"), Err(IdentError::Format));
+    }
+
+    #[test]
+    fn major_minor() {
+        assert_eq!(major_to_minor("25000.00", 2), Some(2_500_000));
+        assert_eq!(major_to_minor("25000.5", 2), Some(2_500_050));
+        assert_eq!(major_to_minor("7", 0), Some(7));
+        assert_eq!(major_to_minor("7.1", 0), None);
+        assert_eq!(major_to_minor("-7", 2), None);
+        assert_eq!(major_to_minor("1.234", 2), None);
+    }
+}

@@ -1,0 +1,154 @@
+//! Bearer-key authentication and permission checks.
+//!
+//! Keys are looked up by their SHA-256 (an index lookup that never touches
+//! the secret) and the stored hash is compared in constant time. A verified
+//! key is cached for at most one second, so a revocation is honoured within
+//! a second on every node.
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use axum::{extract::FromRequestParts, http::request::Parts};
+use subtle::ConstantTimeEq;
+
+use super::ApiError;
+use crate::{
+    app::App,
+    domain::{
+        keys::{KeyKind, grants, hash_key},
+        now_ms,
+    },
+    store::AuthRecord,
+};
+
+const CACHE_TTL: Duration = Duration::from_secs(1);
+const TOUCH_EVERY: Duration = Duration::from_secs(60);
+
+/// Recently verified keys and when each was last recorded as used.
+#[derive(Debug, Default)]
+pub struct AuthCache {
+    verified: Mutex<HashMap<String, (Instant, Arc<AuthRecord>)>>,
+    touched: Mutex<HashMap<String, Instant>>,
+}
+
+impl AuthCache {
+    fn get(&self, hash: &str) -> Option<Arc<AuthRecord>> {
+        let map = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(hash)
+            .filter(|(at, _)| at.elapsed() < CACHE_TTL)
+            .map(|(_, r)| Arc::clone(r))
+    }
+
+    fn put(&self, hash: String, record: Arc<AuthRecord>) {
+        let mut map = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() > 10_000 {
+            map.retain(|_, (at, _)| at.elapsed() < CACHE_TTL);
+        }
+        map.insert(hash, (Instant::now(), record));
+    }
+
+    fn should_touch(&self, key_id: &str) -> bool {
+        let mut map = self.touched.lock().unwrap_or_else(|p| p.into_inner());
+        match map.get(key_id) {
+            Some(at) if at.elapsed() < TOUCH_EVERY => false,
+            _ => {
+                map.insert(key_id.to_owned(), Instant::now());
+                true
+            }
+        }
+    }
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Auth {
+    pub record: Arc<AuthRecord>,
+    pub kind: KeyKind,
+}
+
+impl Auth {
+    pub fn tenant_id(&self) -> &str {
+        &self.record.tenant.id
+    }
+
+    /// Requires a secret key holding `permission`.
+    pub fn require(&self, permission: &str) -> Result<(), ApiError> {
+        match self.kind {
+            KeyKind::Secret => {}
+            KeyKind::Publishable => return Err(ApiError::PublicKeyNotAllowed),
+            KeyKind::Ingest => return Err(ApiError::Unauthorized("ingest keys may only call event ingestion")),
+        }
+        if grants(&self.record.key.permissions, permission) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(permission.to_owned()))
+        }
+    }
+
+    /// Requires a secret key with the `admin` role (or `*`).
+    pub fn require_admin(&self) -> Result<(), ApiError> {
+        self.require("*")?;
+        if self.record.key.permissions.iter().any(|p| p == "*") {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden("admin".to_owned()))
+        }
+    }
+}
+
+impl FromRequestParts<App> for Auth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Self::Rejection> {
+        if let Some(q) = parts.uri.query() {
+            let lower = q.to_ascii_lowercase();
+            if lower.contains("api_key=") || lower.contains("clm_sk_") || lower.contains("clm_pub_") {
+                return Err(ApiError::Unauthorized(
+                    "API keys are not accepted in query strings; use the Authorization header",
+                ));
+            }
+        }
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or(ApiError::Unauthorized("missing `Authorization: Bearer <key>` header"))?;
+        let presented = header
+            .strip_prefix("Bearer ")
+            .or_else(|| header.strip_prefix("bearer "))
+            .map(str::trim)
+            .ok_or(ApiError::Unauthorized("the Authorization header must be `Bearer <key>`"))?;
+        let kind = KeyKind::of_presented(presented).ok_or(ApiError::Unauthorized("invalid API key"))?;
+        let hash = hash_key(presented);
+        let record = match app.auth_cache.get(&hash) {
+            Some(r) => r,
+            None => {
+                let found = app
+                    .store
+                    .key_by_hash(&hash)
+                    .await?
+                    .ok_or(ApiError::Unauthorized("invalid API key"))?;
+                let equal: bool = found.key_hash.as_bytes().ct_eq(hash.as_bytes()).into();
+                if !equal || found.key.kind != kind.as_str() {
+                    return Err(ApiError::Unauthorized("invalid API key"));
+                }
+                let found = Arc::new(found);
+                app.auth_cache.put(hash, Arc::clone(&found));
+                found
+            }
+        };
+        if app.auth_cache.should_touch(&record.key.id) {
+            let store = app.store.clone();
+            let id = record.key.id.clone();
+            tokio::spawn(async move {
+                if let Err(e) = store.touch_key(&id, now_ms()).await {
+                    tracing::warn!(error = %e, "cannot record key use");
+                }
+            });
+        }
+        tracing::Span::current().record("tenant_id", record.tenant.id.as_str());
+        Ok(Auth { record, kind })
+    }
+}

@@ -1,0 +1,292 @@
+//! Blocklists (§5): CRUD with normalization, flow scope, severities and
+//! expiry. Reads need `blocklists:read`, writes `blocklists:write`, delete
+//! the `admin` role.
+use axum::{
+    Json, Router,
+    extract::{Path, Query, State},
+    http::StatusCode,
+    routing::{get, patch},
+};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{ApiError, Body, auth::Auth, parse_json};
+use crate::{
+    app::App,
+    domain::{
+        ids::object_id,
+        lists::{FLOW_SCOPES, SEVERITIES, SOURCES, is_list_type, normalize_value},
+        now_ms, parse_rfc3339_ms, rfc3339_ms,
+    },
+    store::{BlocklistEntry, BlocklistFilter, BlocklistPatch},
+};
+
+pub fn router() -> Router<App> {
+    Router::new()
+        .route("/api/v1/blocklists", get(list).post(create).patch(update_compat))
+        .route("/api/v1/blocklists/{id}", patch(update).get(show).delete(remove))
+}
+
+fn entry_json(e: &BlocklistEntry) -> Value {
+    json!({
+        "id": e.id,
+        "tenant_id": e.tenant_id,
+        "list_type": e.list_type,
+        "value": e.value,
+        "flow_scope": e.flow_scope,
+        "severity": e.severity,
+        "reason": e.reason,
+        "source": e.source,
+        "is_active": e.is_active,
+        "expires_at": e.expires_at.map(rfc3339_ms),
+        "created_at": rfc3339_ms(e.created_at),
+        "updated_at": rfc3339_ms(e.updated_at),
+    })
+}
+
+#[derive(Debug, Deserialize)]
+struct CreateEntry {
+    list_type: Option<String>,
+    value: Option<String>,
+    flow_scope: Option<String>,
+    severity: Option<String>,
+    reason: Option<String>,
+    source: Option<String>,
+    expires_at: Option<String>,
+}
+
+fn check_scope(s: &str) -> Result<(), ApiError> {
+    if FLOW_SCOPES.contains(&s) {
+        Ok(())
+    } else {
+        Err(ApiError::validation("flow_scope", format!("`{s}` is not one of `payin`, `payout`, `all`")))
+    }
+}
+
+fn check_severity(s: &str) -> Result<(), ApiError> {
+    if SEVERITIES.contains(&s) {
+        Ok(())
+    } else {
+        Err(ApiError::InvalidSeverity(format!("`{s}` is not one of `block`, `flag`, `review`")))
+    }
+}
+
+fn parse_expiry(s: &str) -> Result<i64, ApiError> {
+    parse_rfc3339_ms(s).ok_or_else(|| ApiError::validation("expires_at", format!("`{s}` is not an RFC 3339 time")))
+}
+
+async fn create(
+    State(app): State<App>,
+    auth: Auth,
+    Body(body): Body,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    auth.require("blocklists:write")?;
+    let req: CreateEntry = parse_json(&body)?;
+    let list_type = req.list_type.ok_or_else(|| ApiError::validation("list_type", "is required"))?;
+    if !is_list_type(&list_type) {
+        return Err(ApiError::InvalidType(format!("`{list_type}` is not a known list type")));
+    }
+    let raw = req.value.ok_or_else(|| ApiError::validation("value", "is required"))?;
+    let value = normalize_value(&list_type, &raw).ok_or_else(|| {
+        ApiError::validation("value", format!("`{raw}` is not a valid `{list_type}` value"))
+    })?;
+    let flow_scope = req.flow_scope.unwrap_or_else(|| "all".to_owned());
+    check_scope(&flow_scope)?;
+    let severity = req.severity.unwrap_or_else(|| "block".to_owned());
+    check_severity(&severity)?;
+    let source = req.source.unwrap_or_else(|| "manual".to_owned());
+    if !SOURCES.contains(&source.as_str()) {
+        return Err(ApiError::validation("source", format!("`{source}` is not a known source")));
+    }
+    let expires_at = req.expires_at.as_deref().map(parse_expiry).transpose()?;
+    let now = now_ms();
+    let entry = BlocklistEntry {
+        id: object_id("bl"),
+        tenant_id: auth.tenant_id().to_owned(),
+        list_type,
+        value,
+        flow_scope,
+        severity,
+        reason: req.reason.filter(|r| !r.trim().is_empty()),
+        source,
+        is_active: true,
+        expires_at,
+        created_at: now,
+        updated_at: now,
+    };
+    app.store.insert_blocklist_entry(&entry).await.map_err(|e| match ApiError::from(e) {
+        ApiError::Duplicate(_) => ApiError::Duplicate(
+            "an entry with this list_type, value and flow_scope already exists".into(),
+        ),
+        other => other,
+    })?;
+    Ok((StatusCode::CREATED, Json(entry_json(&entry))))
+}
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    list_type: Option<String>,
+    flow_scope: Option<String>,
+    is_active: Option<String>,
+    q: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+fn encode_cursor(e: &BlocklistEntry) -> String {
+    format!("{}.{}", e.created_at, e.id)
+}
+
+fn decode_cursor(c: &str) -> Result<(i64, String), ApiError> {
+    c.split_once('.')
+        .and_then(|(at, id)| Some((at.parse().ok()?, id.to_owned())))
+        .ok_or_else(|| ApiError::validation("cursor", "is not a cursor returned by this API"))
+}
+
+async fn list(
+    State(app): State<App>,
+    auth: Auth,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    auth.require("blocklists:read")?;
+    if let Some(t) = &q.list_type {
+        if !is_list_type(t) {
+            return Err(ApiError::InvalidType(format!("`{t}` is not a known list type")));
+        }
+    }
+    if let Some(s) = &q.flow_scope {
+        check_scope(s)?;
+    }
+    let is_active = match q.is_active.as_deref() {
+        None => None,
+        Some("true") => Some(true),
+        Some("false") => Some(false),
+        Some(other) => return Err(ApiError::validation("is_active", format!("`{other}` is not `true` or `false`"))),
+    };
+    let limit = match q.limit.as_deref() {
+        None => 50,
+        Some(l) => match l.parse::<i64>() {
+            Ok(n) if (1..=500).contains(&n) => n,
+            _ => return Err(ApiError::validation("limit", "must be an integer from 1 to 500")),
+        },
+    };
+    let filter = BlocklistFilter {
+        list_type: q.list_type,
+        flow_scope: q.flow_scope,
+        is_active,
+        q: q.q.filter(|s| !s.is_empty()),
+        limit: limit + 1,
+        after: q.cursor.as_deref().map(decode_cursor).transpose()?,
+    };
+    let mut rows = app.store.list_blocklist(auth.tenant_id(), &filter).await?;
+    let more = rows.len() as i64 > limit;
+    rows.truncate(usize::try_from(limit).unwrap_or(50));
+    let next_cursor = if more { rows.last().map(encode_cursor) } else { None };
+    Ok(Json(json!({
+        "data": rows.iter().map(entry_json).collect::<Vec<_>>(),
+        "next_cursor": next_cursor,
+        "has_more": more,
+    })))
+}
+
+async fn show(
+    State(app): State<App>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    auth.require("blocklists:read")?;
+    let e = app
+        .store
+        .blocklist_entry(auth.tenant_id(), &id)
+        .await?
+        .ok_or(ApiError::NotFound("blocklist entry"))?;
+    Ok(Json(entry_json(&e)))
+}
+
+/// `null` clears a field; absent leaves it alone.
+fn nullable<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+#[derive(Debug, Deserialize)]
+struct PatchEntry {
+    id: Option<String>,
+    severity: Option<String>,
+    flow_scope: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    reason: Option<Option<String>>,
+    is_active: Option<bool>,
+    #[serde(default, deserialize_with = "nullable")]
+    expires_at: Option<Option<String>>,
+}
+
+async fn apply_patch(app: &App, auth: &Auth, id: &str, req: PatchEntry) -> Result<Json<Value>, ApiError> {
+    auth.require("blocklists:write")?;
+    if let Some(s) = &req.severity {
+        check_severity(s)?;
+    }
+    if let Some(s) = &req.flow_scope {
+        check_scope(s)?;
+    }
+    let expires_at = match req.expires_at {
+        None => None,
+        Some(None) => Some(None),
+        Some(Some(s)) => Some(Some(parse_expiry(&s)?)),
+    };
+    let patch = BlocklistPatch {
+        severity: req.severity,
+        flow_scope: req.flow_scope,
+        reason: req.reason,
+        is_active: req.is_active,
+        expires_at,
+    };
+    let e = app
+        .store
+        .update_blocklist_entry(auth.tenant_id(), id, &patch, now_ms())
+        .await
+        .map_err(|e| match ApiError::from(e) {
+            ApiError::Duplicate(_) => ApiError::Duplicate(
+                "an entry with this list_type, value and flow_scope already exists".into(),
+            ),
+            other => other,
+        })?
+        .ok_or(ApiError::NotFound("blocklist entry"))?;
+    Ok(Json(entry_json(&e)))
+}
+
+async fn update(
+    State(app): State<App>,
+    auth: Auth,
+    Path(id): Path<String>,
+    Body(body): Body,
+) -> Result<Json<Value>, ApiError> {
+    let req: PatchEntry = parse_json(&body)?;
+    apply_patch(&app, &auth, &id, req).await
+}
+
+/// `PATCH /api/v1/blocklists` with `id` in the body (compatibility form).
+async fn update_compat(
+    State(app): State<App>,
+    auth: Auth,
+    Body(body): Body,
+) -> Result<Json<Value>, ApiError> {
+    let req: PatchEntry = parse_json(&body)?;
+    let id = req.id.clone().ok_or_else(|| ApiError::validation("id", "is required"))?;
+    apply_patch(&app, &auth, &id, req).await
+}
+
+async fn remove(
+    State(app): State<App>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    auth.require_admin()?;
+    if !app.store.delete_blocklist_entry(auth.tenant_id(), &id).await? {
+        return Err(ApiError::NotFound("blocklist entry"));
+    }
+    Ok(Json(json!({ "id": id, "deleted": true })))
+}

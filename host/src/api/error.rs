@@ -1,0 +1,97 @@
+//! The API's one error type: every failure leaves as
+//! `{"error": {"code", "message", "details"}}` with the documented status.
+use axum::{
+    Json,
+    http::StatusCode,
+    response::{IntoResponse, Response},
+};
+use serde_json::{Value, json};
+
+use crate::store::StoreError;
+
+/// An error answered to the client.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{message}")]
+    Validation { field: String, message: String },
+    #[error("{0}")]
+    InvalidType(String),
+    #[error("{0}")]
+    InvalidSeverity(String),
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("publishable keys may only call pay-in assess")]
+    PublicKeyNotAllowed,
+    #[error("this endpoint needs a secret key")]
+    SecretKeyRequired,
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{0}")]
+    Duplicate(String),
+    #[error("this idempotency key was used with a different request body")]
+    IdempotencyKeyReused,
+    #[error("request body is larger than 64 KiB")]
+    PayloadTooLarge,
+    #[error("the assess pipeline exceeded its deadline; retry with the same idempotency key")]
+    AssessTimeout,
+    #[error("service not ready")]
+    NotReady,
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl ApiError {
+    pub fn validation(field: &str, message: impl Into<String>) -> Self {
+        Self::Validation {
+            field: field.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    fn parts(&self) -> (StatusCode, &'static str, Value) {
+        match self {
+            Self::Validation { field, .. } => {
+                (StatusCode::BAD_REQUEST, "VALIDATION_ERROR", json!({ "field": field }))
+            }
+            Self::InvalidType(_) => (StatusCode::BAD_REQUEST, "INVALID_TYPE", json!({"field": "list_type"})),
+            Self::InvalidSeverity(_) => {
+                (StatusCode::BAD_REQUEST, "INVALID_SEVERITY", json!({"field": "severity"}))
+            }
+            Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "UNAUTHORIZED", json!({})),
+            Self::Forbidden(p) => (StatusCode::FORBIDDEN, "FORBIDDEN", json!({ "required": p })),
+            Self::PublicKeyNotAllowed => (StatusCode::FORBIDDEN, "PUBLIC_KEY_NOT_ALLOWED", json!({})),
+            Self::SecretKeyRequired => (StatusCode::FORBIDDEN, "SECRET_KEY_REQUIRED", json!({})),
+            Self::NotFound(_) => (StatusCode::NOT_FOUND, "NOT_FOUND", json!({})),
+            Self::Duplicate(_) => (StatusCode::CONFLICT, "DUPLICATE", json!({})),
+            Self::IdempotencyKeyReused => (StatusCode::CONFLICT, "IDEMPOTENCY_KEY_REUSED", json!({})),
+            Self::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE", json!({"limit_bytes": 65536})),
+            Self::AssessTimeout => (StatusCode::GATEWAY_TIMEOUT, "ASSESS_TIMEOUT", json!({})),
+            Self::NotReady => (StatusCode::SERVICE_UNAVAILABLE, "ASSESS_MAINTENANCE", json!({})),
+            Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", json!({})),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let Self::Internal(e) = &self {
+            tracing::error!(error = format!("{e:#}"), "internal error");
+        }
+        let (status, code, details) = self.parts();
+        let body = json!({
+            "error": { "code": code, "message": self.to_string(), "details": details }
+        });
+        (status, Json(body)).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Duplicate => Self::Duplicate("an identical record already exists".into()),
+            other => Self::Internal(other.into()),
+        }
+    }
+}

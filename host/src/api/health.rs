@@ -1,0 +1,31 @@
+//! Liveness and readiness.
+use axum::{Json, Router, extract::State, routing::get};
+use serde_json::{Value, json};
+
+use super::ApiError;
+use crate::app::App;
+
+pub fn router() -> Router<App> {
+    Router::new()
+        .route("/api/v1/health", get(health))
+        .route("/api/v1/health/ready", get(ready))
+}
+
+async fn health() -> Json<Value> {
+    Json(json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") }))
+}
+
+async fn ready(State(app): State<App>) -> Result<Json<Value>, ApiError> {
+    app.store.ping().await.map_err(|e| {
+        tracing::warn!(error = %e, "readiness: database unreachable");
+        ApiError::NotReady
+    })?;
+    if app.builtins.is_empty() {
+        return Err(ApiError::NotReady);
+    }
+    Ok(Json(json!({
+        "status": "ready",
+        "database": "ok",
+        "rules_loaded": app.builtins.len(),
+    })))
+}

@@ -1,0 +1,163 @@
+//! `POST/GET /api/v1/keys`, `DELETE /api/v1/keys/{id}` (permission `keys:write`).
+use axum::{
+    Json, Router,
+    extract::{Path, State},
+    http::StatusCode,
+    routing::{delete, get},
+};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{ApiError, Body, auth::Auth, parse_json};
+use crate::{
+    app::App,
+    domain::{
+        ids::{api_key_secret, object_id},
+        keys::{KeyKind, PERMISSIONS, hash_key, role_permissions},
+        now_ms, rfc3339_ms,
+    },
+    store::{ApiKeyRecord, NewApiKey, Store, StoreError},
+};
+
+pub fn router() -> Router<App> {
+    Router::new()
+        .route("/api/v1/keys", get(list).post(create))
+        .route("/api/v1/keys/{id}", delete(revoke))
+}
+
+#[derive(Debug, Deserialize)]
+struct CreateKey {
+    name: Option<String>,
+    role: Option<String>,
+    permissions: Option<Vec<String>>,
+    kind: Option<String>,
+    rate_limit_per_minute: Option<i64>,
+}
+
+/// A freshly created key: the secret is shown here and never again.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CreatedKey {
+    pub id: String,
+    pub tenant_id: String,
+    pub api_key: String,
+    pub kind: String,
+    pub role: Option<String>,
+    pub permissions: Vec<String>,
+}
+
+/// Why a key request is invalid: (field, message).
+pub type KeyRequestError = (&'static str, String);
+
+/// Validates and creates a key for `tenant_id` (shared by the API and CLI).
+pub async fn create_key(
+    store: &Store,
+    tenant_id: &str,
+    name: Option<String>,
+    kind: &str,
+    role: Option<&str>,
+    permissions: Option<Vec<String>>,
+    rate_limit_per_minute: Option<i64>,
+) -> Result<Result<CreatedKey, KeyRequestError>, StoreError> {
+    let Some(kind) = KeyKind::parse(kind) else {
+        return Ok(Err(("kind", format!("`{kind}` is not one of `secret`, `publishable`, `ingest`"))));
+    };
+    let permissions = match (role, permissions) {
+        (Some(r), None) => match role_permissions(r) {
+            Some(p) => p,
+            None => {
+                return Ok(Err((
+                    "role",
+                    format!("`{r}` is not one of `admin`, `analyst`, `compliance_officer`, `integration`"),
+                )));
+            }
+        },
+        (None, Some(p)) => {
+            if let Some(bad) = p.iter().find(|x| *x != "*" && !PERMISSIONS.contains(&x.as_str())) {
+                return Ok(Err(("permissions", format!("unknown permission `{bad}`"))));
+            }
+            p
+        }
+        (Some(_), Some(_)) => return Ok(Err(("role", "give `role` or `permissions`, not both".into()))),
+        (None, None) => return Ok(Err(("role", "is required (or `permissions`)".into()))),
+    };
+    if rate_limit_per_minute.is_some_and(|r| r < 0) {
+        return Ok(Err(("rate_limit_per_minute", "must not be negative".into())));
+    }
+    let secret = api_key_secret(kind.prefix());
+    let record = NewApiKey {
+        id: object_id("key"),
+        tenant_id: tenant_id.to_owned(),
+        name: name.unwrap_or_else(|| format!("{} key", kind.as_str())),
+        kind: kind.as_str().to_owned(),
+        role: role.map(str::to_owned),
+        permissions: permissions.clone(),
+        key_prefix: secret.chars().take(kind.prefix().len() + 4).collect(),
+        key_hash: hash_key(&secret),
+        rate_limit_per_minute: rate_limit_per_minute.or(Some(100)),
+        created_at: now_ms(),
+    };
+    store.insert_key(&record).await?;
+    Ok(Ok(CreatedKey {
+        id: record.id,
+        tenant_id: record.tenant_id,
+        api_key: secret,
+        kind: record.kind,
+        role: record.role,
+        permissions,
+    }))
+}
+
+fn key_json(k: &ApiKeyRecord) -> Value {
+    json!({
+        "id": k.id,
+        "name": k.name,
+        "kind": k.kind,
+        "role": k.role,
+        "permissions": k.permissions,
+        "key_prefix": k.key_prefix,
+        "rate_limit_per_minute": k.rate_limit_per_minute,
+        "created_at": rfc3339_ms(k.created_at),
+        "last_used_at": k.last_used_at.map(rfc3339_ms),
+        "revoked_at": k.revoked_at.map(rfc3339_ms),
+        "is_active": k.revoked_at.is_none(),
+    })
+}
+
+async fn create(
+    State(app): State<App>,
+    auth: Auth,
+    Body(body): Body,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    auth.require("keys:write")?;
+    let req: CreateKey = parse_json(&body)?;
+    let created = create_key(
+        &app.store,
+        auth.tenant_id(),
+        req.name,
+        req.kind.as_deref().unwrap_or("secret"),
+        req.role.as_deref(),
+        req.permissions,
+        req.rate_limit_per_minute,
+    )
+    .await?
+    .map_err(|(field, message)| ApiError::validation(field, message))?;
+    Ok((StatusCode::CREATED, Json(json!(created))))
+}
+
+async fn list(State(app): State<App>, auth: Auth) -> Result<Json<Value>, ApiError> {
+    auth.require("keys:write")?;
+    let keys = app.store.list_keys(auth.tenant_id()).await?;
+    Ok(Json(json!({ "data": keys.iter().map(key_json).collect::<Vec<_>>() })))
+}
+
+async fn revoke(
+    State(app): State<App>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    auth.require("keys:write")?;
+    if !app.store.revoke_key(auth.tenant_id(), &id, now_ms()).await? {
+        return Err(ApiError::NotFound("key"));
+    }
+    Ok(Json(json!({ "id": id, "revoked": true })))
+}

@@ -1,0 +1,121 @@
+//! Wiring: connect the store, start the runtime, load the built-in rules,
+//! and serve the API.
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+};
+
+use anyhow::Context as _;
+use tokio::{net::TcpListener, task::JoinHandle};
+
+use crate::{
+    builtins,
+    config::Config,
+    pipeline::{Pipeline, PipelineConfig},
+    runtime::{LoadedRule, Runtime},
+    store::Store,
+};
+
+/// Shared state of a running service.
+#[derive(Clone)]
+pub struct App {
+    pub store: Store,
+    pub runtime: Arc<Runtime>,
+    pub config: Arc<Config>,
+    /// Built-in rules by id.
+    pub builtins: Arc<HashMap<String, Arc<LoadedRule>>>,
+    /// The pipeline of tenants without their own configuration.
+    pub default_pipeline: Arc<Pipeline>,
+    /// Compiled pipelines of tenants with settings, keyed by tenant and the
+    /// settings text they were compiled from.
+    pub(crate) pipelines: Arc<Mutex<HashMap<String, (String, Arc<Pipeline>)>>>,
+    pub(crate) auth_cache: Arc<crate::api::auth::AuthCache>,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App").field("config", &self.config).finish()
+    }
+}
+
+impl App {
+    /// Connects, migrates and loads the built-in rules.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let store = Store::connect(config.database_url.as_deref(), &config.data_dir)
+            .await
+            .context("connecting to the database")?;
+        store.migrate().await.context("running migrations")?;
+        let runtime = Arc::new(Runtime::new(config.limits.clone()).context("starting the rule runtime")?);
+        let mut loaded = HashMap::new();
+        for (id, bytes) in builtins::BUILTIN_COMPONENTS {
+            let rule = runtime
+                .load(bytes)
+                .with_context(|| format!("loading built-in rule `{id}`"))?;
+            anyhow::ensure!(
+                rule.metadata.id == *id,
+                "built-in component `{id}` reports id `{}`",
+                rule.metadata.id
+            );
+            loaded.insert((*id).to_owned(), rule);
+        }
+        let mut default = PipelineConfig::with_rules(&builtins::ids());
+        default.deadline_ms = u64::try_from(config.assess_deadline.as_millis()).unwrap_or(800);
+        let default_pipeline = default
+            .compile(|id| loaded.get(id).cloned())
+            .context("compiling the default pipeline")?;
+        Ok(Self {
+            store,
+            runtime,
+            config: Arc::new(config),
+            builtins: Arc::new(loaded),
+            default_pipeline: Arc::new(default_pipeline),
+            pipelines: Arc::default(),
+            auth_cache: Arc::default(),
+        })
+    }
+
+    /// Binds the configured address and serves until `shutdown` resolves.
+    pub async fn serve(self) -> anyhow::Result<Server> {
+        let listener = TcpListener::bind(self.config.listen)
+            .await
+            .with_context(|| format!("binding {}", self.config.listen))?;
+        let addr = listener.local_addr()?;
+        let router = crate::api::router(self);
+        let handle = tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown_signal())
+                .await
+                .context("serving HTTP")
+        });
+        Ok(Server { addr, handle })
+    }
+}
+
+/// A running server.
+#[derive(Debug)]
+pub struct Server {
+    pub addr: SocketAddr,
+    pub handle: JoinHandle<anyhow::Result<()>>,
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

@@ -1,0 +1,75 @@
+//! Service configuration, from the environment (and CLI flags in `main`).
+use std::{net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
+
+use rust_decimal::Decimal;
+
+use crate::{domain::money::default_max_major, runtime::RuntimeLimits};
+
+/// Everything the service needs to start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `ADUANA_LISTEN`, default `127.0.0.1:8080`.
+    pub listen: SocketAddr,
+    /// `ADUANA_DATA_DIR`, default `./data`: holds the SQLite file.
+    pub data_dir: PathBuf,
+    /// `DATABASE_URL`: `postgres://…` for PostgreSQL; unset for SQLite.
+    pub database_url: Option<String>,
+    /// Per-evaluation limits (`ADUANA_RULE_FUEL`, `ADUANA_RULE_DEADLINE_MS`,
+    /// `ADUANA_RULE_MEMORY_MB`).
+    pub limits: RuntimeLimits,
+    /// `ADUANA_ASSESS_DEADLINE_MS`, default 800.
+    pub assess_deadline: Duration,
+    /// `ADUANA_MAX_AMOUNT_MAJOR`, default 1 000 000 000 000.
+    pub max_amount_major: Decimal,
+}
+
+/// A malformed environment variable.
+#[derive(Debug, thiserror::Error)]
+#[error("environment variable `{name}` is invalid: `{value}`")]
+pub struct ConfigError {
+    pub name: &'static str,
+    pub value: String,
+}
+
+fn var<T: FromStr>(name: &'static str, default: T) -> Result<T, ConfigError> {
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => v
+            .trim()
+            .parse()
+            .map_err(|_| ConfigError { name, value: v }),
+        _ => Ok(default),
+    }
+}
+
+impl Config {
+    /// Reads the configuration from the environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let defaults = RuntimeLimits::default();
+        let limits = RuntimeLimits {
+            fuel: var("ADUANA_RULE_FUEL", defaults.fuel)?,
+            epoch_deadline_ticks: var("ADUANA_RULE_DEADLINE_MS", defaults.epoch_deadline_ticks)?,
+            memory_bytes: var("ADUANA_RULE_MEMORY_MB", defaults.memory_bytes >> 20)? << 20,
+            ..defaults
+        };
+        Ok(Self {
+            listen: var("ADUANA_LISTEN", SocketAddr::from(([127, 0, 0, 1], 8080)))?,
+            data_dir: var("ADUANA_DATA_DIR", PathBuf::from("./data"))?,
+            database_url: std::env::var("DATABASE_URL").ok().filter(|u| !u.trim().is_empty()),
+            limits,
+            assess_deadline: Duration::from_millis(var("ADUANA_ASSESS_DEADLINE_MS", 800)?),
+            max_amount_major: var("ADUANA_MAX_AMOUNT_MAJOR", default_max_major())?,
+        })
+    }
+
+    /// Defaults for a given database, for tests and tools.
+    pub fn for_database(database_url: Option<String>, data_dir: PathBuf) -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir,
+            database_url,
+            limits: RuntimeLimits::default(),
+            assess_deadline: Duration::from_millis(800),
+            max_amount_major: default_max_major(),
+        }
+    }
+}

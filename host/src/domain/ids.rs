@@ -1,0 +1,59 @@
+//! Generated identifiers.
+use rand::{Rng, distr::Alphanumeric};
+
+const LOWER_ALNUM: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+
+fn lower_alnum(n: usize) -> String {
+    let mut rng = rand::rng();
+    (0..n)
+        .map(|_| char::from(LOWER_ALNUM[rng.random_range(0..LOWER_ALNUM.len())]))
+        .collect()
+}
+
+fn alnum(n: usize) -> String {
+    rand::rng()
+        .sample_iter(&Alphanumeric)
+        .take(n)
+        .map(char::from)
+        .collect()
+}
+
+/// `ps_<epoch-ms>_<9 lowercase alphanumerics>` (payout sessions).
+pub fn payout_session_id(now_ms: i64) -> String {
+    format!("ps_{now_ms}_{}", lower_alnum(9))
+}
+
+/// `<prefix>_<20 lowercase alphanumerics>` for stored objects.
+pub fn object_id(prefix: &str) -> String {
+    format!("{prefix}_{}", lower_alnum(20))
+}
+
+/// A fresh API key secret with its kind's prefix (`clm_sk_`, ...): 40
+/// alphanumerics, about 238 bits of entropy.
+pub fn api_key_secret(prefix: &str) -> String {
+    format!("{prefix}{}", alnum(40))
+}
+
+/// Whether `s` has the shape of a payout session id.
+pub fn is_payout_session_id(s: &str) -> bool {
+    let Some(rest) = s.strip_prefix("ps_") else {
+        return false;
+    };
+    let Some((ms, tail)) = rest.split_once('_') else {
+        return false;
+    };
+    !ms.is_empty()
+        && ms.bytes().all(|c| c.is_ascii_digit())
+        && tail.len() == 9
+        && tail.bytes().all(|c| LOWER_ALNUM.contains(&c))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn session_id_format() {
+        let id = super::payout_session_id(1_763_822_400_000);
+        assert!(super::is_payout_session_id(&id), "{id}");
+        assert!(id.starts_with("ps_1763822400000_"));
+    }
+}

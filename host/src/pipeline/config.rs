@@ -1,0 +1,159 @@
+//! A tenant's pipeline configuration and its compilation against the
+//! loaded rules.
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+use serde::{Deserialize, Serialize};
+
+use super::{Decision, Pipeline, Step};
+use crate::runtime::LoadedRule;
+
+/// What a rule that does not complete means for the decision.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnError {
+    /// Skip the rule and add a field warning (default).
+    #[default]
+    Ignore,
+    /// At least `review`.
+    Review,
+    /// `decline`.
+    Decline,
+}
+
+/// Score thresholds: approve < review ≤ … < challenge ≤ … < decline ≤ ….
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Thresholds {
+    pub review: u32,
+    pub challenge: u32,
+    pub decline: u32,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Self {
+            review: 30,
+            challenge: 60,
+            decline: 80,
+        }
+    }
+}
+
+impl Thresholds {
+    pub fn decide(&self, score: u32) -> Decision {
+        if score >= self.decline {
+            Decision::Decline
+        } else if score >= self.challenge {
+            Decision::Challenge
+        } else if score >= self.review {
+            Decision::Review
+        } else {
+            Decision::Approve
+        }
+    }
+
+    pub fn is_ordered(&self) -> bool {
+        self.review <= self.challenge && self.challenge <= self.decline && self.decline <= 100
+    }
+}
+
+/// One configured step.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepConfig {
+    pub rule_id: String,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Overrides merged over the rule's default params (top-level keys).
+    #[serde(default)]
+    pub params: serde_json::Map<String, serde_json::Value>,
+    /// Signal code → weight, replacing the rule's weight.
+    #[serde(default)]
+    pub weights: BTreeMap<String, u32>,
+    #[serde(default)]
+    pub on_error: OnError,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A tenant's payout pipeline.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PipelineConfig {
+    pub rules: Vec<StepConfig>,
+    pub thresholds: Thresholds,
+    pub deadline_ms: u64,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        Self {
+            rules: Vec::new(),
+            thresholds: Thresholds::default(),
+            deadline_ms: 800,
+        }
+    }
+}
+
+/// Why a configuration cannot be compiled.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ConfigError {
+    #[error("unknown rule `{0}`")]
+    UnknownRule(String),
+    #[error("thresholds must satisfy review <= challenge <= decline <= 100")]
+    Thresholds,
+    #[error("params of `{0}` cannot be serialized")]
+    Params(String),
+}
+
+impl PipelineConfig {
+    /// The default pipeline: every built-in rule, in order, with defaults.
+    pub fn with_rules(ids: &[&str]) -> Self {
+        Self {
+            rules: ids
+                .iter()
+                .map(|id| StepConfig {
+                    rule_id: (*id).to_owned(),
+                    enabled: true,
+                    params: serde_json::Map::new(),
+                    weights: BTreeMap::new(),
+                    on_error: OnError::Ignore,
+                })
+                .collect(),
+            ..Self::default()
+        }
+    }
+
+    /// Resolves rule ids with `lookup` and serializes effective params once.
+    pub fn compile(
+        &self,
+        lookup: impl Fn(&str) -> Option<Arc<LoadedRule>>,
+    ) -> Result<Pipeline, ConfigError> {
+        if !self.thresholds.is_ordered() {
+            return Err(ConfigError::Thresholds);
+        }
+        let mut steps = Vec::new();
+        for s in self.rules.iter().filter(|s| s.enabled) {
+            let rule = lookup(&s.rule_id).ok_or_else(|| ConfigError::UnknownRule(s.rule_id.clone()))?;
+            let mut params = rule.metadata.default_params.clone();
+            for (k, v) in &s.params {
+                params.insert(k.clone(), v.clone());
+            }
+            let params_json = serde_json::to_string(&params)
+                .map_err(|_| ConfigError::Params(s.rule_id.clone()))?;
+            steps.push(Step {
+                rule,
+                params_json,
+                weights: s.weights.clone(),
+                on_error: s.on_error,
+            });
+        }
+        Ok(Pipeline {
+            steps,
+            thresholds: self.thresholds,
+            deadline: Duration::from_millis(self.deadline_ms),
+        })
+    }
+}

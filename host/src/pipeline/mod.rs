@@ -1,0 +1,220 @@
+//! The assess pipeline: builds the rule input and context snapshot, runs the
+//! tenant's ordered rules through the runtime, scores, decides and explains.
+//!
+//! Pure domain logic: no axum and no SQL here. The API layer fetches the
+//! context from the store, calls [`Pipeline::run`], and commits the result.
+pub mod config;
+pub mod payout;
+
+use std::{sync::Arc, time::Instant};
+
+use serde::Serialize;
+
+pub use config::{OnError, PipelineConfig, StepConfig, Thresholds};
+use crate::runtime::{
+    self, ContextSnapshot, LoadedRule, Outcome, Runtime, Transaction,
+};
+
+/// A warning about the input, returned in `field_warnings`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct FieldWarning {
+    pub field: String,
+    pub message: String,
+}
+
+/// The four decisions, in increasing severity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    Approve,
+    Review,
+    Challenge,
+    Decline,
+}
+
+impl Decision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Approve => "approve",
+            Decision::Review => "review",
+            Decision::Challenge => "challenge",
+            Decision::Decline => "decline",
+        }
+    }
+}
+
+/// A fired signal, attributed to its rule.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct SignalDetail {
+    pub code: String,
+    pub weight: u32,
+    pub description: String,
+    pub rule_id: String,
+    pub rule_version: String,
+}
+
+/// What one rule did, as stored with the assessment.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct RuleRecord {
+    pub rule_id: String,
+    pub rule_version: String,
+    pub digest: String,
+    pub mode: String,
+    /// `ok`, `rule_error` or `errored`.
+    pub outcome: String,
+    pub reason: Option<String>,
+    pub signals: Vec<String>,
+    pub fuel_used: u64,
+    pub duration_us: u64,
+    pub peak_memory_bytes: u64,
+}
+
+/// The pipeline's verdict.
+#[derive(Debug, Clone)]
+pub struct Verdict {
+    pub decision: Decision,
+    pub risk_score: u32,
+    pub signals: Vec<SignalDetail>,
+    pub blocked_by: Option<String>,
+    pub field_warnings: Vec<FieldWarning>,
+    pub rules: Vec<RuleRecord>,
+}
+
+/// The pipeline ran past its deadline.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("the pipeline exceeded its deadline")]
+pub struct DeadlineExceeded;
+
+/// A compiled step: the loaded rule with its effective params.
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub rule: Arc<LoadedRule>,
+    /// Defaults merged with overrides, as JSON text (serialized once).
+    pub params_json: String,
+    pub weights: std::collections::BTreeMap<String, u32>,
+    pub on_error: OnError,
+}
+
+/// A tenant's compiled pipeline for one flow.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    pub steps: Vec<Step>,
+    pub thresholds: Thresholds,
+    pub deadline: std::time::Duration,
+}
+
+impl Pipeline {
+    /// Runs every step on `tx`, each in a fresh instance, then scores and
+    /// decides.
+    pub fn run(
+        &self,
+        runtime: &Runtime,
+        tx: &Transaction,
+        context: &Arc<ContextSnapshot>,
+        mut field_warnings: Vec<FieldWarning>,
+    ) -> Result<Verdict, DeadlineExceeded> {
+        let start = Instant::now();
+        let mut signals = Vec::new();
+        let mut blocked_by = None;
+        let mut floor = Decision::Approve;
+        let mut rules = Vec::with_capacity(self.steps.len());
+        for step in &self.steps {
+            let meta = &step.rule.metadata;
+            let run = runtime.evaluate(&step.rule, tx, &step.params_json, context);
+            let span = tracing::debug_span!(
+                "rule",
+                rule_id = %meta.id,
+                rule_version = %meta.version,
+                fuel = run.fuel_used,
+                duration_us = run.duration.as_micros() as u64,
+            );
+            let _entered = span.enter();
+            let mut record = RuleRecord {
+                rule_id: meta.id.clone(),
+                rule_version: meta.version.clone(),
+                digest: step.rule.digest.clone(),
+                mode: "active".to_owned(),
+                outcome: "ok".to_owned(),
+                reason: None,
+                signals: Vec::new(),
+                fuel_used: run.fuel_used,
+                duration_us: u64::try_from(run.duration.as_micros()).unwrap_or(u64::MAX),
+                peak_memory_bytes: run.peak_memory as u64,
+            };
+            match run.outcome {
+                Outcome::Ok(evaluation) => {
+                    for s in evaluation.signals {
+                        let weight = step.weights.get(&s.code).copied().unwrap_or(s.weight);
+                        if blocked_by.is_none() {
+                            blocked_by = s.hard_block.clone();
+                        }
+                        record.signals.push(s.code.clone());
+                        signals.push(SignalDetail {
+                            code: s.code,
+                            weight,
+                            description: s.description,
+                            rule_id: meta.id.clone(),
+                            rule_version: meta.version.clone(),
+                        });
+                    }
+                    field_warnings.extend(evaluation.warnings.into_iter().map(|w| FieldWarning {
+                        field: w.field,
+                        message: w.message,
+                    }));
+                }
+                Outcome::RuleError(reason) | Outcome::Errored(reason) => {
+                    tracing::warn!(reason = %reason, "rule did not complete");
+                    record.outcome = if reason.starts_with("invalid params")
+                        || reason.starts_with("invalid input")
+                        || reason.starts_with("internal")
+                    {
+                        "rule_error".to_owned()
+                    } else {
+                        "errored".to_owned()
+                    };
+                    let action = match step.on_error {
+                        OnError::Ignore => "ignored",
+                        OnError::Review => {
+                            floor = floor.max(Decision::Review);
+                            "decision raised to review"
+                        }
+                        OnError::Decline => {
+                            floor = Decision::Decline;
+                            if blocked_by.is_none() {
+                                blocked_by = Some(format!("rule_error:{}", meta.id));
+                            }
+                            "decision set to decline"
+                        }
+                    };
+                    field_warnings.push(FieldWarning {
+                        field: format!("rules.{}", meta.id),
+                        message: format!("rule did not complete ({reason}); {action}"),
+                    });
+                    record.reason = Some(reason);
+                }
+            }
+            rules.push(record);
+            if start.elapsed() > self.deadline {
+                return Err(DeadlineExceeded);
+            }
+        }
+        let (decision, risk_score) = if blocked_by.is_some() {
+            (Decision::Decline, 100)
+        } else {
+            let sum: u32 = signals.iter().map(|s| s.weight).fold(0, u32::saturating_add);
+            let score = sum.min(100);
+            (self.thresholds.decide(score).max(floor), score)
+        };
+        Ok(Verdict {
+            decision,
+            risk_score,
+            signals,
+            blocked_by,
+            field_warnings,
+            rules,
+        })
+    }
+}
+
+/// Re-exported for callers building transactions.
+pub use runtime::{Amount, Beneficiary, Channel, Flow, Origin, PayoutDetails};

@@ -1,0 +1,322 @@
+//! The payout request: parsing and validation per the API contract (§2).
+//!
+//! Amounts are read from the JSON text itself (never through an `f64`);
+//! unknown fields are ignored; account identifiers are *not* validated here
+//! (the `payout-integrity` rule judges them, so a bad CLABE still gets a 200).
+use rust_decimal::Decimal;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::FieldWarning;
+use crate::domain::{
+    country::Country,
+    money::{AmountError, AmountUnit, Currency, Money},
+};
+
+/// A request that failed validation: `field` is the JSON path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    pub field: String,
+    pub message: String,
+}
+
+fn invalid(field: &str, message: impl Into<String>) -> Invalid {
+    Invalid {
+        field: field.to_owned(),
+        message: message.into(),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct AmountProbe<'a> {
+    #[serde(borrow, default)]
+    amount: Option<&'a RawValue>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Wire {
+    #[serde(default)]
+    amount: Option<serde::de::IgnoredAny>,
+    amount_unit: Option<String>,
+    currency: Option<String>,
+    transaction_type: Option<String>,
+    beneficiary: Option<WireBeneficiary>,
+    origin: Option<WireOrigin>,
+    payout: Option<WirePayout>,
+    payment_id: Option<String>,
+    customer_id: Option<String>,
+    idempotency_key: Option<String>,
+    metadata: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+struct WireBeneficiary {
+    id: Option<String>,
+    name: Option<String>,
+    country: Option<String>,
+    clabe: Option<String>,
+    iban: Option<String>,
+    swift_bic: Option<String>,
+    account_hash: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct WireOrigin {
+    account_id: Option<String>,
+    country: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct WirePayout {
+    channel: Option<String>,
+    rail: Option<String>,
+    initiated_by: Option<String>,
+    first_to_beneficiary: Option<bool>,
+}
+
+/// A validated payout request.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PayoutInput {
+    #[serde(skip)]
+    pub money: Option<Money>,
+    pub amount_minor: u64,
+    pub currency: String,
+    pub transaction_type: Option<String>,
+    pub beneficiary: BeneficiaryInput,
+    pub origin: OriginInput,
+    pub payout: PayoutDetailsInput,
+    pub payment_id: Option<String>,
+    pub customer_id: Option<String>,
+    pub idempotency_key: Option<String>,
+    pub metadata: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct BeneficiaryInput {
+    pub id: Option<String>,
+    pub name: Option<String>,
+    pub country: Option<String>,
+    pub clabe: Option<String>,
+    pub iban: Option<String>,
+    pub swift_bic: Option<String>,
+    pub account_hash: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct OriginInput {
+    pub account_id: Option<String>,
+    pub country: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct PayoutDetailsInput {
+    pub channel: Option<String>,
+    pub initiated_by: Option<String>,
+    pub first_to_beneficiary: Option<bool>,
+}
+
+/// Trims; empty strings count as absent.
+fn clean(v: Option<String>) -> Option<String> {
+    v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())
+}
+
+fn country(field: &str, v: Option<String>) -> Result<Option<String>, Invalid> {
+    match clean(v) {
+        None => Ok(None),
+        Some(c) => Country::parse(&c)
+            .map(|c| Some(c.into_string()))
+            .ok_or_else(|| invalid(field, format!("`{c}` is not an ISO 3166-1 alpha-2 country code"))),
+    }
+}
+
+/// Channel values accepted in `payout.channel` / `payout.rail`.
+pub const CHANNELS: &[&str] = &["spei", "wire", "api", "internal"];
+
+/// Parses and validates a payout request body. Returns the input and the
+/// field warnings validation produced.
+pub fn parse(body: &[u8], max_major: Decimal) -> Result<(PayoutInput, Vec<FieldWarning>), Invalid> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let wire: Wire = match serde_path_to_error::deserialize(&mut de) {
+        Ok(w) => w,
+        Err(e) => {
+            let path = e.path().to_string();
+            let field = if path == "." { "body".to_owned() } else { path };
+            return Err(invalid(&field, e.inner().to_string()));
+        }
+    };
+    let probe: AmountProbe<'_> =
+        serde_json::from_slice(body).map_err(|e| invalid("body", e.to_string()))?;
+    let _ = wire.amount;
+
+    let currency_code = clean(wire.currency).ok_or_else(|| invalid("currency", "is required"))?;
+    let currency = Currency::parse(&currency_code).ok_or_else(|| {
+        invalid("currency", format!("`{currency_code}` is not an ISO 4217 currency"))
+    })?;
+    let unit = match wire.amount_unit.as_deref().map(str::trim) {
+        None | Some("minor") => AmountUnit::Minor,
+        Some("major") => AmountUnit::Major,
+        Some(other) => {
+            return Err(invalid("amount_unit", format!("`{other}` is not one of `minor`, `major`")));
+        }
+    };
+    let raw = probe
+        .amount
+        .filter(|r| r.get() != "null")
+        .ok_or_else(|| invalid("amount", "is required"))?;
+    let money = Money::parse(raw.get(), unit, currency, max_major).map_err(|e| match e {
+        AmountError::TooManyDecimals { .. }
+        | AmountError::Negative
+        | AmountError::FractionalMinor
+        | AmountError::NotANumber
+        | AmountError::TooLarge => invalid("amount", e.to_string()),
+    })?;
+
+    let wb = wire
+        .beneficiary
+        .ok_or_else(|| invalid("beneficiary", "is required"))?;
+    let beneficiary = BeneficiaryInput {
+        id: clean(wb.id),
+        name: clean(wb.name),
+        country: country("beneficiary.country", wb.country)?,
+        clabe: clean(wb.clabe),
+        iban: clean(wb.iban),
+        swift_bic: clean(wb.swift_bic),
+        account_hash: clean(wb.account_hash),
+    };
+    if beneficiary.id.is_none()
+        && beneficiary.name.is_none()
+        && beneficiary.country.is_none()
+        && beneficiary.clabe.is_none()
+        && beneficiary.iban.is_none()
+        && beneficiary.account_hash.is_none()
+    {
+        return Err(invalid(
+            "beneficiary",
+            "needs at least one of `country`, `name`, `clabe`, `iban`, `account_hash`, `id`",
+        ));
+    }
+    let wo = wire.origin.unwrap_or(WireOrigin {
+        account_id: None,
+        country: None,
+    });
+    let origin = OriginInput {
+        account_id: clean(wo.account_id),
+        country: country("origin.country", wo.country)?,
+    };
+    let wp = wire.payout.unwrap_or(WirePayout {
+        channel: None,
+        rail: None,
+        initiated_by: None,
+        first_to_beneficiary: None,
+    });
+    let (channel_field, channel) = match (clean(wp.channel), clean(wp.rail)) {
+        (Some(c), _) => ("payout.channel", Some(c)),
+        (None, Some(r)) => ("payout.rail", Some(r)),
+        (None, None) => ("payout.channel", None),
+    };
+    let channel = match channel {
+        Some(c) => {
+            let lower = c.to_ascii_lowercase();
+            if !CHANNELS.contains(&lower.as_str()) {
+                return Err(invalid(
+                    channel_field,
+                    format!("`{c}` is not one of `spei`, `wire`, `api`, `internal`"),
+                ));
+            }
+            Some(lower)
+        }
+        None => None,
+    };
+    let payout = PayoutDetailsInput {
+        channel,
+        initiated_by: clean(wp.initiated_by),
+        first_to_beneficiary: wp.first_to_beneficiary,
+    };
+    let metadata = match wire.metadata {
+        None | Some(serde_json::Value::Null) => None,
+        Some(m @ serde_json::Value::Object(_)) => Some(m),
+        Some(_) => return Err(invalid("metadata", "must be a JSON object")),
+    };
+    let idempotency_key = clean(wire.idempotency_key);
+    if idempotency_key.as_ref().is_some_and(|k| k.len() > 255) {
+        return Err(invalid("idempotency_key", "is longer than 255 characters"));
+    }
+
+    let mut warnings = Vec::new();
+    let recommended = [
+        ("origin.account_id", origin.account_id.is_none()),
+        ("origin.country", origin.country.is_none()),
+        ("payout.channel", payout.channel.is_none()),
+    ];
+    for (field, missing) in recommended {
+        if missing {
+            warnings.push(FieldWarning {
+                field: field.to_owned(),
+                message: "recommended field is missing".to_owned(),
+            });
+        }
+    }
+    let input = PayoutInput {
+        amount_minor: money.minor,
+        currency: money.currency.code().to_owned(),
+        money: Some(money),
+        transaction_type: clean(wire.transaction_type),
+        beneficiary,
+        origin,
+        payout,
+        payment_id: clean(wire.payment_id),
+        customer_id: clean(wire.customer_id),
+        idempotency_key,
+        metadata,
+    };
+    Ok((input, warnings))
+}
+
+impl PayoutInput {
+    /// History key of the sender: the origin account, or the tenant itself.
+    pub fn origin_key(&self) -> String {
+        match &self.origin.account_id {
+            Some(a) => format!("acct:{a}"),
+            None => "tenant".to_owned(),
+        }
+    }
+
+    /// History key of the beneficiary: its most specific identifier.
+    pub fn beneficiary_key(&self) -> Option<String> {
+        use crate::domain::lists::normalize_value;
+        let b = &self.beneficiary;
+        if let Some(id) = &b.id {
+            return Some(format!("id:{id}"));
+        }
+        if let Some(v) = b.clabe.as_deref().and_then(|v| normalize_value("clabe", v)) {
+            return Some(format!("clabe:{v}"));
+        }
+        if let Some(v) = b.iban.as_deref().and_then(|v| normalize_value("iban", v)) {
+            return Some(format!("iban:{v}"));
+        }
+        if let Some(v) = b.account_hash.as_deref().and_then(|v| normalize_value("account_hash", v)) {
+            return Some(format!("hash:{v}"));
+        }
+        b.name.as_ref().map(|n| format!("name:{}", n.to_lowercase()))
+    }
+
+    /// (list type, normalized value) of every identifier the blocklist rule
+    /// may ask about.
+    pub fn list_identifiers(&self) -> Vec<(String, String)> {
+        use crate::domain::lists::normalize_value;
+        let b = &self.beneficiary;
+        [
+            ("clabe", &b.clabe),
+            ("iban", &b.iban),
+            ("account_hash", &b.account_hash),
+            ("swift_bic", &b.swift_bic),
+            ("beneficiary_id", &b.id),
+        ]
+        .into_iter()
+        .filter_map(|(t, v)| {
+            let v = normalize_value(t, v.as_deref()?)?;
+            Some((t.to_owned(), v))
+        })
+        .collect()
+    }
+}

@@ -1,0 +1,383 @@
+//! The Wasm rule runtime: the only module that touches wasmtime.
+//!
+//! One [`Engine`] per process (pooling allocator, fuel and epoch
+//! interruption), one [`Linker`] serving the `aduana:rules` world, and per
+//! component digest a pre-instantiated [`bindings::RulePre`] kept in memory.
+//! Every evaluation gets a fresh [`Store`] and instance, so nothing carries
+//! over between transactions; each runs under a fuel budget, an epoch
+//! deadline and a memory cap. Whatever a rule does wrong becomes
+//! [`Outcome::Errored`], never an error of the caller.
+mod limits;
+mod output;
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, RwLock},
+    time::{Duration, Instant},
+};
+
+use sha2::{Digest as _, Sha256};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig, Store, Trap,
+    component::{Component, HasSelf, Linker},
+};
+
+use crate::domain::lists::normalize_value;
+pub use limits::RuntimeLimits;
+use limits::StoreLimiter;
+
+pub(crate) mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "rule",
+    });
+}
+
+pub use bindings::aduana::rules::types::{
+    Amount, Beneficiary, Channel, Evaluation, FieldWarning, Flow, History, ListHit, Origin,
+    PayoutDetails, Severity, Signal, Transaction,
+};
+use bindings::aduana::rules::types::{Metadata as WitMetadata, RuleError};
+
+/// The WIT interfaces a rule component may import. Anything else (WASI
+/// included) is rejected at load.
+pub const ALLOWED_IMPORTS: &[&str] = &["aduana:rules/types@0.1.0", "aduana:rules/context@0.1.0"];
+
+/// Errors loading a component. Evaluation never returns an error: it
+/// returns an [`Outcome`].
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("engine configuration rejected: {0}")]
+    Engine(String),
+    #[error("not a valid rule component: {0}")]
+    Invalid(String),
+    #[error("component imports `{0}`, which is outside the rule interface")]
+    ForbiddenImport(String),
+    #[error("component `metadata` export failed: {0}")]
+    Metadata(String),
+}
+
+/// Static description of a loaded rule, read from its `metadata` export.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RuleMetadata {
+    pub id: String,
+    pub version: String,
+    pub description: String,
+    pub flows: Vec<&'static str>,
+    pub signals: Vec<SignalSpec>,
+    pub default_params: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A signal a rule may emit.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SignalSpec {
+    pub code: String,
+    pub default_weight: u32,
+    pub description: String,
+}
+
+/// A compiled, pre-linked rule component, shared by every evaluation.
+pub struct LoadedRule {
+    pre: bindings::RulePre<RuleState>,
+    pub metadata: RuleMetadata,
+    /// `sha256:<hex>` of the component bytes.
+    pub digest: String,
+}
+
+impl std::fmt::Debug for LoadedRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedRule")
+            .field("id", &self.metadata.id)
+            .field("version", &self.metadata.version)
+            .field("digest", &self.digest)
+            .finish()
+    }
+}
+
+/// What the host prefetched for one transaction: the answers to every
+/// question a rule may ask through the `context` interface.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct ContextSnapshot {
+    /// (list type, normalized value) → hit, for the transaction's identifiers.
+    pub list_hits: Vec<ListHitRecord>,
+    pub history: HistoryRecord,
+}
+
+/// One prefetched list hit.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ListHitRecord {
+    pub list_type: String,
+    pub value: String,
+    pub entry_id: String,
+    pub severity: String,
+}
+
+/// Prefetched beneficiary history.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct HistoryRecord {
+    pub prior_transfers: u32,
+    pub first_at_ms: Option<i64>,
+    pub last_at_ms: Option<i64>,
+}
+
+/// How one evaluation ended.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// The rule ran and returned a valid evaluation.
+    Ok(Evaluation),
+    /// The rule ran and reported that it could not judge.
+    RuleError(String),
+    /// The rule misbehaved or hit a limit; `reason` says which.
+    Errored(String),
+}
+
+/// One rule run: outcome plus what it cost.
+#[derive(Debug, Clone)]
+pub struct RuleRun {
+    pub outcome: Outcome,
+    pub fuel_used: u64,
+    pub duration: Duration,
+    pub peak_memory: usize,
+}
+
+/// Per-store state: the limiter and the prefetched context.
+pub struct RuleState {
+    limiter: StoreLimiter,
+    context: Arc<ContextSnapshot>,
+    flow: &'static str,
+}
+
+impl bindings::aduana::rules::types::Host for RuleState {}
+
+impl bindings::aduana::rules::context::Host for RuleState {
+    fn list_lookup(&mut self, list_type: String, value: String) -> Option<ListHit> {
+        let value = normalize_value(&list_type, &value)?;
+        let _ = self.flow;
+        self.context
+            .list_hits
+            .iter()
+            .find(|h| h.list_type == list_type && h.value == value)
+            .map(|h| ListHit {
+                entry_id: h.entry_id.clone(),
+                severity: match h.severity.as_str() {
+                    "block" => Severity::Block,
+                    "flag" => Severity::Flag,
+                    _ => Severity::Review,
+                },
+            })
+    }
+
+    fn beneficiary_history(&mut self) -> History {
+        let h = &self.context.history;
+        History {
+            prior_transfers: h.prior_transfers,
+            first_at_ms: h.first_at_ms,
+            last_at_ms: h.last_at_ms,
+        }
+    }
+}
+
+/// The process-wide rule runtime.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<RuleState>,
+    limits: RuntimeLimits,
+    loaded: RwLock<HashMap<String, Arc<LoadedRule>>>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime").field("limits", &self.limits).finish()
+    }
+}
+
+impl Runtime {
+    /// Builds the engine and linker and starts the epoch ticker.
+    pub fn new(limits: RuntimeLimits) -> Result<Self, RuntimeError> {
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(limits.pool_instances)
+            .total_core_instances(limits.pool_instances * 2)
+            .total_memories(limits.pool_instances * 2)
+            .total_tables(limits.pool_instances * 2)
+            .max_memory_size(limits.memory_bytes)
+            .max_core_instances_per_component(8)
+            .max_memories_per_component(2)
+            .max_tables_per_component(4)
+            .max_component_instance_size(1 << 20)
+            .table_elements(20_000)
+            .linear_memory_keep_resident(64 << 10);
+        let mut config = Config::new();
+        config
+            .wasm_component_model(true)
+            .concurrency_support(false)
+            .consume_fuel(true)
+            .epoch_interruption(true)
+            .memory_init_cow(true)
+            .max_wasm_stack(limits.stack_bytes)
+            .cranelift_opt_level(OptLevel::Speed)
+            .cranelift_nan_canonicalization(true)
+            .wasm_relaxed_simd(false)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&config).map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
+        let mut linker = Linker::new(&engine);
+        bindings::Rule::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
+            .map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
+        spawn_epoch_ticker(&engine, limits.epoch_tick);
+        Ok(Self {
+            engine,
+            linker,
+            limits,
+            loaded: RwLock::new(HashMap::new()),
+        })
+    }
+
+    /// The limits every evaluation runs under.
+    pub fn limits(&self) -> &RuntimeLimits {
+        &self.limits
+    }
+
+    /// Compiles (or finds in the cache) the component `bytes`, checks that it
+    /// imports only the rule interface, and reads its metadata.
+    pub fn load(&self, bytes: &[u8]) -> Result<Arc<LoadedRule>, RuntimeError> {
+        let digest = format!("sha256:{}", hex::encode(Sha256::digest(bytes)));
+        if let Some(rule) = self.cached(&digest) {
+            return Ok(rule);
+        }
+        let component = Component::new(&self.engine, bytes)
+            .map_err(|e| RuntimeError::Invalid(format!("{e:#}")))?;
+        for (name, _) in component.component_type().imports(&self.engine) {
+            if !ALLOWED_IMPORTS.contains(&name) {
+                return Err(RuntimeError::ForbiddenImport(name.to_owned()));
+            }
+        }
+        let instance_pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| RuntimeError::Invalid(format!("{e:#}")))?;
+        let pre = bindings::RulePre::new(instance_pre)
+            .map_err(|e| RuntimeError::Invalid(format!("{e:#}")))?;
+        let metadata = self.read_metadata(&pre)?;
+        let rule = Arc::new(LoadedRule {
+            pre,
+            metadata,
+            digest: digest.clone(),
+        });
+        self.loaded
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(digest, Arc::clone(&rule));
+        Ok(rule)
+    }
+
+    fn cached(&self, digest: &str) -> Option<Arc<LoadedRule>> {
+        self.loaded
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(digest)
+            .cloned()
+    }
+
+    fn new_store(&self, context: Arc<ContextSnapshot>, flow: &'static str) -> Store<RuleState> {
+        let state = RuleState {
+            limiter: StoreLimiter::new(self.limits.memory_bytes),
+            context,
+            flow,
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        // Fuel is only unavailable when disabled in the config, which it never is.
+        let _ = store.set_fuel(self.limits.fuel);
+        store.set_epoch_deadline(self.limits.epoch_deadline_ticks);
+        store.epoch_deadline_trap();
+        store
+    }
+
+    fn read_metadata(
+        &self,
+        pre: &bindings::RulePre<RuleState>,
+    ) -> Result<RuleMetadata, RuntimeError> {
+        let mut store = self.new_store(Arc::new(ContextSnapshot::default()), "payout");
+        let instance = pre
+            .instantiate(&mut store)
+            .map_err(|e| RuntimeError::Metadata(format!("{e:#}")))?;
+        let meta: WitMetadata = instance
+            .call_metadata(&mut store)
+            .map_err(|e| RuntimeError::Metadata(describe_failure(&e, &store)))?;
+        output::check_metadata(meta).map_err(RuntimeError::Metadata)
+    }
+
+    /// Runs `rule` on `tx` with `params` (JSON object text) in a fresh
+    /// instance, under the configured limits.
+    pub fn evaluate(
+        &self,
+        rule: &LoadedRule,
+        tx: &Transaction,
+        params: &str,
+        context: &Arc<ContextSnapshot>,
+    ) -> RuleRun {
+        let start = Instant::now();
+        let flow = match tx.flow {
+            Flow::Payout => "payout",
+            Flow::Payin => "payin",
+        };
+        let mut store = self.new_store(Arc::clone(context), flow);
+        let result = rule
+            .pre
+            .instantiate(&mut store)
+            .and_then(|instance| instance.call_evaluate(&mut store, tx, params));
+        let fuel_used = self
+            .limits
+            .fuel
+            .saturating_sub(store.get_fuel().unwrap_or(0));
+        let outcome = match result {
+            Ok(Ok(evaluation)) => match output::check_evaluation(&evaluation, &rule.metadata) {
+                Ok(()) => Outcome::Ok(evaluation),
+                Err(reason) => Outcome::Errored(reason),
+            },
+            Ok(Err(e)) => Outcome::RuleError(match e {
+                RuleError::InvalidParams(m) => format!("invalid params: {}", output::clip(&m)),
+                RuleError::InvalidInput(m) => format!("invalid input: {}", output::clip(&m)),
+                RuleError::Internal(m) => format!("internal: {}", output::clip(&m)),
+            }),
+            Err(e) => Outcome::Errored(describe_failure(&e, &store)),
+        };
+        RuleRun {
+            outcome,
+            fuel_used,
+            duration: start.elapsed(),
+            peak_memory: store.data().limiter.peak(),
+        }
+    }
+}
+
+/// Turns a wasmtime failure into a stable, user-facing reason.
+fn describe_failure(e: &wasmtime::Error, store: &Store<RuleState>) -> String {
+    if store.data().limiter.denied() {
+        return "memory limit exceeded".to_owned();
+    }
+    match e.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) => "fuel budget exhausted".to_owned(),
+        Some(Trap::Interrupt) => "deadline exceeded".to_owned(),
+        Some(Trap::StackOverflow) => "stack overflow".to_owned(),
+        Some(Trap::UnreachableCodeReached) => "trap: unreachable (the rule panicked or aborted)".to_owned(),
+        Some(trap) => format!("trap: {trap}"),
+        None => format!("failed: {}", output::clip(&format!("{e:#}"))),
+    }
+}
+
+/// Advances the engine's epoch every `tick` until the engine is dropped.
+fn spawn_epoch_ticker(engine: &Engine, tick: Duration) {
+    let weak = engine.weak();
+    let spawned = std::thread::Builder::new()
+        .name("aduana-epoch".to_owned())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(tick);
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start the epoch ticker; deadlines fall back to fuel");
+    }
+}

@@ -1,0 +1,219 @@
+//! Blocklist entries, always scoped by tenant.
+use sqlx::{Row, any::AnyRow};
+
+use super::{Store, StoreError};
+
+/// A stored entry.
+#[derive(Debug, Clone)]
+pub struct BlocklistEntry {
+    pub id: String,
+    pub tenant_id: String,
+    pub list_type: String,
+    pub value: String,
+    pub flow_scope: String,
+    pub severity: String,
+    pub reason: Option<String>,
+    pub source: String,
+    pub is_active: bool,
+    pub expires_at: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// An entry to insert (already validated and normalized).
+pub type NewBlocklistEntry = BlocklistEntry;
+
+/// Filters of a listing.
+#[derive(Debug, Clone, Default)]
+pub struct BlocklistFilter {
+    pub list_type: Option<String>,
+    pub flow_scope: Option<String>,
+    pub is_active: Option<bool>,
+    pub q: Option<String>,
+    pub limit: i64,
+    /// Keyset cursor: (created_at, id) of the last entry of the previous page.
+    pub after: Option<(i64, String)>,
+}
+
+/// Changes to an entry; `None` leaves a field alone.
+#[derive(Debug, Clone, Default)]
+pub struct BlocklistPatch {
+    pub severity: Option<String>,
+    pub flow_scope: Option<String>,
+    pub reason: Option<Option<String>>,
+    pub is_active: Option<bool>,
+    pub expires_at: Option<Option<i64>>,
+}
+
+const COLUMNS: &str = "id, tenant_id, list_type, value, flow_scope, severity, reason, source, \
+    is_active, expires_at, created_at, updated_at";
+
+fn from_row(r: &AnyRow) -> Result<BlocklistEntry, StoreError> {
+    Ok(BlocklistEntry {
+        id: r.try_get("id")?,
+        tenant_id: r.try_get("tenant_id")?,
+        list_type: r.try_get("list_type")?,
+        value: r.try_get("value")?,
+        flow_scope: r.try_get("flow_scope")?,
+        severity: r.try_get("severity")?,
+        reason: r.try_get("reason")?,
+        source: r.try_get("source")?,
+        is_active: r.try_get::<i64, _>("is_active")? != 0,
+        expires_at: r.try_get("expires_at")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
+
+impl Store {
+    pub async fn insert_blocklist_entry(&self, e: &NewBlocklistEntry) -> Result<(), StoreError> {
+        sqlx::query(&format!(
+            "INSERT INTO blocklist_entries ({COLUMNS}) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+        ))
+        .bind(&e.id)
+        .bind(&e.tenant_id)
+        .bind(&e.list_type)
+        .bind(&e.value)
+        .bind(&e.flow_scope)
+        .bind(&e.severity)
+        .bind(&e.reason)
+        .bind(&e.source)
+        .bind(i64::from(e.is_active))
+        .bind(e.expires_at)
+        .bind(e.created_at)
+        .bind(e.updated_at)
+        .execute(&self.writer)
+        .await
+        .map_err(StoreError::from_write)?;
+        Ok(())
+    }
+
+    pub async fn blocklist_entry(
+        &self,
+        tenant_id: &str,
+        id: &str,
+    ) -> Result<Option<BlocklistEntry>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM blocklist_entries WHERE tenant_id = $1 AND id = $2"
+        ))
+        .bind(tenant_id)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(from_row).transpose()
+    }
+
+    /// A page of entries, newest first.
+    pub async fn list_blocklist(
+        &self,
+        tenant_id: &str,
+        f: &BlocklistFilter,
+    ) -> Result<Vec<BlocklistEntry>, StoreError> {
+        let mut sql = format!("SELECT {COLUMNS} FROM blocklist_entries WHERE tenant_id = $1");
+        let mut n = 1;
+        let mut next = |sql: &mut String, clause: &str| {
+            n += 1;
+            sql.push_str(&clause.replace("$?", &format!("${n}")));
+        };
+        if f.list_type.is_some() {
+            next(&mut sql, " AND list_type = $?");
+        }
+        if f.flow_scope.is_some() {
+            next(&mut sql, " AND flow_scope = $?");
+        }
+        if f.is_active.is_some() {
+            next(&mut sql, " AND is_active = $?");
+        }
+        if f.q.is_some() {
+            next(
+                &mut sql,
+                " AND (LOWER(value) LIKE $? ESCAPE '\\' OR LOWER(COALESCE(reason, '')) LIKE $? ESCAPE '\\')",
+            );
+        }
+        if f.after.is_some() {
+            next(&mut sql, " AND (created_at < $?");
+            next(&mut sql, " OR (created_at = $?");
+            next(&mut sql, " AND id < $?))");
+        }
+        next(&mut sql, " ORDER BY created_at DESC, id DESC LIMIT $?");
+        let mut q = sqlx::query(&sql).bind(tenant_id);
+        if let Some(v) = &f.list_type {
+            q = q.bind(v);
+        }
+        if let Some(v) = &f.flow_scope {
+            q = q.bind(v);
+        }
+        if let Some(v) = f.is_active {
+            q = q.bind(i64::from(v));
+        }
+        if let Some(v) = &f.q {
+            let escaped = v
+                .to_lowercase()
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            q = q.bind(format!("%{escaped}%"));
+        }
+        if let Some((at, id)) = &f.after {
+            q = q.bind(*at).bind(*at).bind(id);
+        }
+        let rows = q.bind(f.limit).fetch_all(&self.pool).await?;
+        rows.iter().map(from_row).collect()
+    }
+
+    /// Applies `patch` to an entry of `tenant_id`; `None` if there is none.
+    pub async fn update_blocklist_entry(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        patch: &BlocklistPatch,
+        now: i64,
+    ) -> Result<Option<BlocklistEntry>, StoreError> {
+        let Some(mut e) = self.blocklist_entry(tenant_id, id).await? else {
+            return Ok(None);
+        };
+        if let Some(v) = &patch.severity {
+            e.severity.clone_from(v);
+        }
+        if let Some(v) = &patch.flow_scope {
+            e.flow_scope.clone_from(v);
+        }
+        if let Some(v) = &patch.reason {
+            e.reason.clone_from(v);
+        }
+        if let Some(v) = patch.is_active {
+            e.is_active = v;
+        }
+        if let Some(v) = patch.expires_at {
+            e.expires_at = v;
+        }
+        e.updated_at = now;
+        let done = sqlx::query(
+            "UPDATE blocklist_entries SET severity = $1, flow_scope = $2, reason = $3, \
+             is_active = $4, expires_at = $5, updated_at = $6 WHERE tenant_id = $7 AND id = $8",
+        )
+        .bind(&e.severity)
+        .bind(&e.flow_scope)
+        .bind(&e.reason)
+        .bind(i64::from(e.is_active))
+        .bind(e.expires_at)
+        .bind(e.updated_at)
+        .bind(tenant_id)
+        .bind(id)
+        .execute(&self.writer)
+        .await
+        .map_err(StoreError::from_write)?;
+        Ok((done.rows_affected() == 1).then_some(e))
+    }
+
+    /// Deletes an entry of `tenant_id`; `false` if there is none.
+    pub async fn delete_blocklist_entry(&self, tenant_id: &str, id: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM blocklist_entries WHERE tenant_id = $1 AND id = $2")
+            .bind(tenant_id)
+            .bind(id)
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+}

@@ -1,0 +1,52 @@
+//! Tenants.
+use sqlx::Row;
+
+use super::{Store, StoreError};
+
+/// An organization using aduana.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Tenant {
+    pub id: String,
+    pub name: String,
+    pub organization_type: String,
+    /// Settings as stored (JSON object text).
+    pub settings: String,
+    pub created_at: i64,
+}
+
+impl Store {
+    pub async fn create_tenant(&self, t: &Tenant) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO tenants (id, name, organization_type, settings, created_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&t.id)
+        .bind(&t.name)
+        .bind(&t.organization_type)
+        .bind(&t.settings)
+        .bind(t.created_at)
+        .execute(&self.writer)
+        .await
+        .map_err(StoreError::from_write)?;
+        Ok(())
+    }
+
+    pub async fn tenant(&self, id: &str) -> Result<Option<Tenant>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, name, organization_type, settings, created_at FROM tenants WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(Tenant {
+                id: r.try_get("id")?,
+                name: r.try_get("name")?,
+                organization_type: r.try_get("organization_type")?,
+                settings: r.try_get("settings")?,
+                created_at: r.try_get("created_at")?,
+            })
+        })
+        .transpose()
+    }
+}

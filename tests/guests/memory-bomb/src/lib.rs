@@ -1,0 +1,24 @@
+//! Test guest `hostile-memory-bomb`: allocates without bound
+//!
+//! Misbehaves on purpose; the runtime tests assert the host contains it.
+use aduana_guest_sdk::prelude::*;
+
+struct Hostile;
+
+impl Rule for Hostile {
+    type Params = NoParams;
+
+    fn describe() -> aduana_guest_sdk::Description {
+        aduana_guest_sdk::Description::new("hostile-memory-bomb", "allocates without bound").flow(Flow::Payout)
+    }
+
+    fn evaluate(tx: &Transaction, _: &NoParams, _ctx: &dyn Context) -> Result<Evaluation, RuleError> {
+        let mut hoard: Vec<Vec<u8>> = Vec::new();
+        loop {
+            let chunk = vec![(tx.amount.minor & 0xff) as u8; 1 << 20];
+            hoard.push(std::hint::black_box(chunk));
+        }
+    }
+}
+
+export_rule!(Hostile);
