@@ -40,13 +40,25 @@ impl std::fmt::Debug for App {
 }
 
 impl App {
-    /// Connects, migrates and loads the built-in rules.
+    /// Connects, migrates, starts the runtime and loads the built-in rules.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let runtime =
+            Arc::new(Runtime::new(config.limits.clone()).context("starting the rule runtime")?);
+        Self::build_with(config, runtime, &[]).await
+    }
+
+    /// Like [`App::build`] on an existing runtime, with `extra` components
+    /// loaded next to the built-ins (tests use this for misbehaving rules
+    /// that a tenant pipeline can then reference by id).
+    pub async fn build_with(
+        config: Config,
+        runtime: Arc<Runtime>,
+        extra: &[&[u8]],
+    ) -> anyhow::Result<Self> {
         let store = Store::connect(config.database_url.as_deref(), &config.data_dir)
             .await
             .context("connecting to the database")?;
         store.migrate().await.context("running migrations")?;
-        let runtime = Arc::new(Runtime::new(config.limits.clone()).context("starting the rule runtime")?);
         let mut loaded = HashMap::new();
         for (id, bytes) in builtins::BUILTIN_COMPONENTS {
             let rule = runtime
@@ -58,6 +70,10 @@ impl App {
                 rule.metadata.id
             );
             loaded.insert((*id).to_owned(), rule);
+        }
+        for bytes in extra {
+            let rule = runtime.load(bytes).context("loading an extra component")?;
+            loaded.insert(rule.metadata.id.clone(), rule);
         }
         let mut default = PipelineConfig::with_rules(&builtins::ids());
         default.deadline_ms = u64::try_from(config.assess_deadline.as_millis()).unwrap_or(800);

@@ -4,6 +4,7 @@
 //! Pure domain logic: no axum and no SQL here. The API layer fetches the
 //! context from the store, calls [`Pipeline::run`], and commits the result.
 pub mod config;
+pub mod fixture;
 pub mod payout;
 
 use std::{sync::Arc, time::Instant};

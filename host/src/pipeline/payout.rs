@@ -135,6 +135,10 @@ pub const CHANNELS: &[&str] = &["spei", "wire", "api", "internal"];
 /// Parses and validates a payout request body. Returns the input and the
 /// field warnings validation produced.
 pub fn parse(body: &[u8], max_major: Decimal) -> Result<(PayoutInput, Vec<FieldWarning>), Invalid> {
+    // Serde would accept a JSON array for a struct; the contract is an object.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(invalid("body", "request body must be a JSON object"));
+    }
     let mut de = serde_json::Deserializer::from_slice(body);
     let wire: Wire = match serde_path_to_error::deserialize(&mut de) {
         Ok(w) => w,

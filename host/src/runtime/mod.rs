@@ -97,6 +97,7 @@ impl std::fmt::Debug for LoadedRule {
 /// What the host prefetched for one transaction: the answers to every
 /// question a rule may ask through the `context` interface.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct ContextSnapshot {
     /// (list type, normalized value) → hit, for the transaction's identifiers.
     pub list_hits: Vec<ListHitRecord>,
@@ -114,6 +115,7 @@ pub struct ListHitRecord {
 
 /// Prefetched beneficiary history.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct HistoryRecord {
     pub prior_transfers: u32,
     pub first_at_ms: Option<i64>,

@@ -49,4 +49,14 @@ impl Store {
         })
         .transpose()
     }
+
+    /// Replaces a tenant's settings (JSON object text).
+    pub async fn set_tenant_settings(&self, id: &str, settings: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE tenants SET settings = $1 WHERE id = $2")
+            .bind(settings)
+            .bind(id)
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
 }

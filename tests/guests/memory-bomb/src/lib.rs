@@ -15,7 +15,9 @@ impl Rule for Hostile {
     fn evaluate(tx: &Transaction, _: &NoParams, _ctx: &dyn Context) -> Result<Evaluation, RuleError> {
         let mut hoard: Vec<Vec<u8>> = Vec::new();
         loop {
-            let chunk = vec![(tx.amount.minor & 0xff) as u8; 1 << 20];
+            // Reserve without touching, so the memory cap (not fuel) stops it.
+            let mut chunk = Vec::with_capacity(1 << 20);
+            chunk.push((tx.amount.minor & 0xff) as u8);
             hoard.push(std::hint::black_box(chunk));
         }
     }

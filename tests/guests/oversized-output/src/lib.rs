@@ -1,4 +1,4 @@
-//! Test guest `hostile-oversized-output`: returns thousands of huge signals
+//! Test guest `hostile-oversized-output`: returns hundreds of oversized signals
 //!
 //! Misbehaves on purpose; the runtime tests assert the host contains it.
 use aduana_guest_sdk::prelude::*;
@@ -9,13 +9,13 @@ impl Rule for Hostile {
     type Params = NoParams;
 
     fn describe() -> aduana_guest_sdk::Description {
-        aduana_guest_sdk::Description::new("hostile-oversized-output", "returns thousands of huge signals").flow(Flow::Payout)
+        aduana_guest_sdk::Description::new("hostile-oversized-output", "returns hundreds of oversized signals").flow(Flow::Payout)
     }
 
     fn evaluate(tx: &Transaction, _: &NoParams, _ctx: &dyn Context) -> Result<Evaluation, RuleError> {
         let mut out = Evaluation::new();
-        let description = "x".repeat(4096 + (tx.amount.minor % 2) as usize);
-        for _ in 0..2000 {
+        let description = "x".repeat(600 + (tx.amount.minor % 2) as usize);
+        for _ in 0..200 {
             out.fire("payout_spam", 1, &description);
         }
         Ok(out)

@@ -1,0 +1,269 @@
+//! Shared test harness: starts the real app on a loopback port with a fresh
+//! database (a SQLite file in a temp dir, or a freshly created PostgreSQL
+//! database), and talks to it over real HTTP.
+//!
+//! PostgreSQL is required: set `ADUANA_TEST_PG_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`). A missing server fails
+//! the PostgreSQL tests loudly; it is never skipped.
+#![allow(dead_code)]
+
+use std::{
+    path::PathBuf,
+    sync::{Arc, OnceLock},
+};
+
+use aduana_host::{
+    App, Config,
+    api::keys::create_key,
+    builtins::COMPONENTS_DIR,
+    domain::{ids::object_id, now_ms},
+    runtime::{Runtime, RuntimeLimits},
+    store::Tenant,
+};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use sqlx::Connection;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+pub fn pg_admin_url() -> String {
+    std::env::var("ADUANA_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// The misbehaving test guests, by file name.
+pub fn guest(name: &str) -> Vec<u8> {
+    let path = PathBuf::from(COMPONENTS_DIR).join(format!("{name}.wasm"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+}
+
+/// One runtime per test process: compiling the components once keeps the
+/// suite fast; every evaluation still gets a fresh instance.
+pub fn shared_runtime() -> Arc<Runtime> {
+    static RT: OnceLock<Arc<Runtime>> = OnceLock::new();
+    Arc::clone(RT.get_or_init(|| {
+        let limits = RuntimeLimits {
+            pool_instances: 64,
+            ..RuntimeLimits::default()
+        };
+        Arc::new(Runtime::new(limits).expect("runtime"))
+    }))
+}
+
+/// Creates a fresh PostgreSQL database and returns its URL.
+pub async fn create_pg_database() -> (String, String) {
+    let admin = pg_admin_url();
+    let name = format!("aduana_test_{}", object_id("db").trim_start_matches("db_"));
+    let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap_or_else(|e| {
+        panic!("PostgreSQL is required for the test suite and is unreachable at {admin}: {e}")
+    });
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .expect("create test database");
+    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b).to_owned();
+    (format!("{base}/{name}"), name)
+}
+
+pub fn drop_pg_database(name: String) {
+    let admin = pg_admin_url();
+    // Drop runs outside any runtime: use a short-lived one of our own.
+    let _ = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build();
+        if let Ok(rt) = rt {
+            rt.block_on(async {
+                if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .execute(&mut conn)
+                        .await;
+                }
+            });
+        }
+    })
+    .join();
+}
+
+/// A running app on a fresh database.
+pub struct TestApp {
+    pub db: Db,
+    pub base: String,
+    pub app: App,
+    pub client: reqwest::Client,
+    pub database_url: Option<String>,
+    pub data_dir: PathBuf,
+    _tmp: tempfile::TempDir,
+    pg_name: Option<String>,
+    server: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.server.abort();
+        if let Some(name) = self.pg_name.take() {
+            drop_pg_database(name);
+        }
+    }
+}
+
+/// A tenant with its admin key.
+#[derive(Debug, Clone)]
+pub struct TestTenant {
+    pub id: String,
+    pub key: String,
+}
+
+impl TestApp {
+    pub async fn start(db: Db) -> Self {
+        Self::start_with(db, &[]).await
+    }
+
+    /// Starts with extra components loaded next to the built-ins.
+    pub async fn start_with(db: Db, extra: &[&[u8]]) -> Self {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (database_url, pg_name) = match db {
+            Db::Sqlite => (None, None),
+            Db::Postgres => {
+                let (url, name) = create_pg_database().await;
+                (Some(url), Some(name))
+            }
+        };
+        let data_dir = tmp.path().join("data");
+        let config = Config::for_database(database_url.clone(), data_dir.clone());
+        let app = App::build_with(config, shared_runtime(), extra).await.expect("app");
+        let server = app.clone().serve().await.expect("serve");
+        Self {
+            db,
+            base: format!("http://{}", server.addr),
+            app,
+            client: reqwest::Client::new(),
+            database_url,
+            data_dir,
+            _tmp: tmp,
+            pg_name,
+            server: server.handle,
+        }
+    }
+
+    /// Creates a tenant and an admin key through the library (the CLI path
+    /// has its own test).
+    pub async fn tenant(&self) -> TestTenant {
+        let t = Tenant {
+            id: object_id("ten"),
+            name: "Banco de Pruebas".into(),
+            organization_type: "banco".into(),
+            settings: "{}".into(),
+            created_at: now_ms(),
+        };
+        self.app.store.create_tenant(&t).await.expect("tenant");
+        let key = create_key(&self.app.store, &t.id, None, "secret", Some("admin"), None, None)
+            .await
+            .expect("store")
+            .expect("valid key request");
+        TestTenant { id: t.id, key: key.api_key }
+    }
+
+    /// Creates another key for `tenant`.
+    pub async fn key(&self, tenant: &TestTenant, kind: &str, role: &str) -> String {
+        create_key(&self.app.store, &tenant.id, None, kind, Some(role), None, None)
+            .await
+            .expect("store")
+            .expect("valid key request")
+            .api_key
+    }
+
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        key: Option<&str>,
+        body: Option<&Value>,
+    ) -> (StatusCode, Value, reqwest::header::HeaderMap) {
+        let mut req = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(k) = key {
+            req = req.bearer_auth(k);
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req.send().await.expect("http");
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.expect("body");
+        let value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or_else(|_| Value::String(text))
+        };
+        (status, value, headers)
+    }
+
+    pub async fn post(&self, path: &str, key: &str, body: &Value) -> (StatusCode, Value) {
+        let (s, v, _) = self.request(Method::POST, path, Some(key), Some(body)).await;
+        (s, v)
+    }
+
+    pub async fn get(&self, path: &str, key: &str) -> (StatusCode, Value) {
+        let (s, v, _) = self.request(Method::GET, path, Some(key), None).await;
+        (s, v)
+    }
+
+    pub async fn assess(&self, key: &str, body: &Value) -> (StatusCode, Value) {
+        self.post("/api/v1/assess/payout", key, body).await
+    }
+
+    pub async fn count(&self, table: &str, tenant: &TestTenant) -> i64 {
+        self.app.store.count_rows(table, &tenant.id).await.expect("count")
+    }
+}
+
+/// Runs each listed `async fn name(db: Db)` once per backend.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::common::Db::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::common::Db::Postgres).await
+                }
+            )*
+        }
+    };
+}
+
+/// The documented example payload (its CLABE fails the check digit).
+pub fn example_payload() -> Value {
+    serde_json::json!({
+        "amount": 25000.00, "amount_unit": "major", "currency": "MXN",
+        "transaction_type": "payout",
+        "beneficiary": { "id": "ben_core_001", "name": "Beneficiary SA", "country": "MX",
+                         "clabe": "012180001234567890", "iban": null, "swift_bic": null, "account_hash": null },
+        "origin": { "account_id": "acct_orig_01", "country": "MX" },
+        "payout": { "channel": "spei", "rail": "spei", "initiated_by": "ops@bank.com", "first_to_beneficiary": false },
+        "payment_id": "core-tx-991", "customer_id": "party-17",
+        "metadata": { "any": "json" }
+    })
+}
+
+/// A clean domestic payout: valid CLABE, attributed, core says not first.
+pub fn clean_payload() -> Value {
+    serde_json::json!({
+        "amount": "1500.50", "amount_unit": "major", "currency": "MXN",
+        "beneficiary": { "id": "ben_clean", "name": "Proveedor SA", "country": "MX",
+                         "clabe": "032180000118359719" },
+        "origin": { "account_id": "acct_clean", "country": "MX" },
+        "payout": { "channel": "spei", "initiated_by": "maria@bank.mx", "first_to_beneficiary": false }
+    })
+}

@@ -1,0 +1,14 @@
+//! HTTP integration suite: the real app over loopback HTTP, once on SQLite
+//! and once on PostgreSQL.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "../common/mod.rs"]
+pub mod common;
+
+mod assess;
+mod auth_keys;
+mod blocklists;
+mod cli;
+mod containment;
+mod idempotency;
+mod validation;

@@ -1,0 +1,160 @@
+//! The runtime on real components: built-ins import only the rule
+//! interface; misbehaving guests are contained with a precise reason; every
+//! evaluation starts from a fresh instance.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "../common/mod.rs"]
+pub mod common;
+
+use std::{sync::Arc, time::Duration};
+
+use aduana_host::{
+    builtins::BUILTIN_COMPONENTS,
+    pipeline::fixture::FixtureTransaction,
+    runtime::{ALLOWED_IMPORTS, ContextSnapshot, Outcome, Runtime, RuntimeLimits},
+};
+use common::guest;
+
+fn tx() -> aduana_host::runtime::Transaction {
+    let f: FixtureTransaction = serde_json::from_value(serde_json::json!({
+        "amount_minor": 2_500_000, "currency": "MXN", "exponent": 2,
+        "beneficiary": {"id": "b1", "country": "MX", "clabe": "032180000118359719"},
+        "origin": {"account_id": "o1", "country": "MX"},
+        "payout": {"channel": "spei", "initiated_by": "ana@bank.mx"},
+        "assessed_at_ms": 1_763_822_400_000_i64
+    }))
+    .unwrap();
+    f.to_transaction()
+}
+
+/// Import names of a component, read with wasmparser (independently of
+/// wasmtime).
+fn component_imports(bytes: &[u8]) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut depth = 0;
+    for payload in wasmparser::Parser::new(0).parse_all(bytes) {
+        match payload.unwrap() {
+            wasmparser::Payload::ModuleSection { .. } | wasmparser::Payload::ComponentSection { .. } => depth += 1,
+            wasmparser::Payload::End(_) => depth -= 1,
+            wasmparser::Payload::ComponentImportSection(reader) if depth == 0 => {
+                for import in reader {
+                    let import = import.unwrap();
+                    // Type imports (from the world's `use`) grant nothing;
+                    // every capability arrives as an instance or function.
+                    if !matches!(import.ty, wasmparser::ComponentTypeRef::Type(_)) {
+                        names.push(import.name.0.to_owned());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    names
+}
+
+#[test]
+fn builtins_import_only_the_rule_interface() {
+    assert_eq!(BUILTIN_COMPONENTS.len(), 5);
+    for (id, bytes) in BUILTIN_COMPONENTS {
+        let imports = component_imports(bytes);
+        assert!(!imports.is_empty(), "{id}: parsed no imports at all");
+        for name in &imports {
+            assert!(ALLOWED_IMPORTS.contains(&name.as_str()), "{id} imports {name}");
+            assert!(!name.starts_with("wasi:"), "{id} imports WASI: {name}");
+        }
+    }
+}
+
+#[test]
+fn builtin_metadata() {
+    let rt = common::shared_runtime();
+    for (id, bytes) in BUILTIN_COMPONENTS {
+        let rule = rt.load(bytes).unwrap();
+        assert_eq!(rule.metadata.id, *id);
+        assert_eq!(rule.metadata.version, "1.0.0");
+        assert_eq!(rule.metadata.flows, vec!["payout"]);
+        assert!(!rule.metadata.signals.is_empty());
+        assert!(rule.digest.starts_with("sha256:"));
+        // Loading again is a cache hit on the digest.
+        assert!(Arc::ptr_eq(&rule, &rt.load(bytes).unwrap()));
+    }
+}
+
+fn run_guest(rt: &Runtime, name: &str) -> (Outcome, Duration, u64) {
+    let rule = rt.load(&guest(name)).unwrap();
+    let run = rt.evaluate(&rule, &tx(), "{}", &Arc::new(ContextSnapshot::default()));
+    (run.outcome, run.duration, run.fuel_used)
+}
+
+fn errored(o: &Outcome) -> &str {
+    match o {
+        Outcome::Errored(r) => r,
+        other => panic!("expected errored, got {other:?}"),
+    }
+}
+
+#[test]
+fn hostile_guests_are_contained() {
+    let rt = common::shared_runtime();
+    let limits = rt.limits().clone();
+    let (o, _, fuel) = run_guest(&rt, "infinite-loop");
+    assert_eq!(errored(&o), "fuel budget exhausted");
+    assert_eq!(fuel, limits.fuel);
+    let (o, _, _) = run_guest(&rt, "memory-bomb");
+    assert_eq!(errored(&o), "memory limit exceeded");
+    let (o, _, _) = run_guest(&rt, "panic");
+    assert!(errored(&o).contains("unreachable"), "{o:?}");
+    let (o, _, _) = run_guest(&rt, "oversized-output");
+    assert!(errored(&o).starts_with("output too large"), "{o:?}");
+    let (o, _, _) = run_guest(&rt, "garbage-output");
+    assert!(errored(&o).starts_with("invalid output"), "{o:?}");
+    // After all that, a built-in still runs normally.
+    let rule = rt.load(BUILTIN_COMPONENTS[0].1).unwrap();
+    let run = rt.evaluate(&rule, &tx(), "{}", &Arc::new(ContextSnapshot::default()));
+    assert!(matches!(run.outcome, Outcome::Ok(_)), "{:?}", run.outcome);
+}
+
+#[test]
+fn epoch_deadline_stops_a_loop_with_plenty_of_fuel() {
+    let rt = Runtime::new(RuntimeLimits {
+        fuel: u64::MAX / 2,
+        epoch_deadline_ticks: 20,
+        pool_instances: 4,
+        ..RuntimeLimits::default()
+    })
+    .unwrap();
+    let (o, duration, _) = run_guest(&rt, "infinite-loop");
+    assert_eq!(errored(&o), "deadline exceeded");
+    assert!(duration < Duration::from_secs(2), "{duration:?}");
+}
+
+#[test]
+fn fuel_is_deterministic_and_state_is_fresh() {
+    let rt = common::shared_runtime();
+    let rule = rt.load(BUILTIN_COMPONENTS[0].1).unwrap();
+    let ctx = Arc::new(ContextSnapshot::default());
+    let first = rt.evaluate(&rule, &tx(), "{}", &ctx);
+    for _ in 0..20 {
+        let again = rt.evaluate(&rule, &tx(), "{}", &ctx);
+        assert_eq!(again.fuel_used, first.fuel_used, "fresh instance, same work");
+    }
+}
+
+#[test]
+fn bad_params_are_a_rule_error() {
+    let rt = common::shared_runtime();
+    let (_, bytes) = BUILTIN_COMPONENTS.iter().find(|(id, _)| *id == "cross-border-amount").unwrap();
+    let rule = rt.load(bytes).unwrap();
+    let run = rt.evaluate(&rule, &tx(), r#"{"weight": "heavy"}"#, &Arc::new(ContextSnapshot::default()));
+    match run.outcome {
+        Outcome::RuleError(r) => assert!(r.starts_with("invalid params"), "{r}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn not_a_component_is_rejected() {
+    let rt = common::shared_runtime();
+    assert!(rt.load(b"\0asm\x01\0\0\0").is_err());
+    assert!(rt.load(b"definitely not wasm").is_err());
+}
