@@ -44,7 +44,14 @@ fn run() -> Result<(), String> {
         .ok_or("host/ has no parent folder")?
         .to_path_buf();
     let out_dir = PathBuf::from(env::var("OUT_DIR").map_err(|e| e.to_string())?);
-    for watched in ["rules", "guest-sdk", "wit", "tests/guests", "Cargo.toml", "Cargo.lock"] {
+    for watched in [
+        "rules",
+        "guest-sdk",
+        "wit",
+        "tests/guests",
+        "Cargo.toml",
+        "Cargo.lock",
+    ] {
         println!("cargo::rerun-if-changed={}", root.join(watched).display());
     }
 
@@ -54,7 +61,14 @@ fn run() -> Result<(), String> {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(&root)
-        .args(["build", "--profile", PROFILE, "--target", WASM_TARGET, "--target-dir"])
+        .args([
+            "build",
+            "--profile",
+            PROFILE,
+            "--target",
+            WASM_TARGET,
+            "--target-dir",
+        ])
         .arg(&target_dir);
     for name in BUILTINS {
         cmd.args(["-p", &format!("aduana-rule-{name}")]);
@@ -108,7 +122,10 @@ fn run() -> Result<(), String> {
     }
     embedded.push_str("];\n");
     fs::write(out_dir.join("builtin_components.rs"), embedded).map_err(|e| e.to_string())?;
-    println!("cargo::rustc-env=ADUANA_COMPONENTS_DIR={}", components.display());
+    println!(
+        "cargo::rustc-env=ADUANA_COMPONENTS_DIR={}",
+        components.display()
+    );
     Ok(())
 }
 

@@ -110,7 +110,10 @@ mod tests {
     fn clabe_check_digit() {
         // 032180000118359719 is a commonly published valid CLABE.
         assert_eq!(check_clabe("032180000118359719"), Ok(()));
-        assert_eq!(check_clabe("012180001234567890"), Err(IdentError::CheckDigit));
+        assert_eq!(
+            check_clabe("012180001234567890"),
+            Err(IdentError::CheckDigit)
+        );
         assert_eq!(check_clabe("01218000123456789"), Err(IdentError::Format));
         assert_eq!(check_clabe("01218000123456789X"), Err(IdentError::Format));
     }
@@ -118,7 +121,10 @@ mod tests {
     #[test]
     fn iban_and_bic() {
         assert_eq!(check_iban("DE89 3704 0044 0532 0130 00"), Ok(()));
-        assert_eq!(check_iban("DE89370400440532013001"), Err(IdentError::CheckDigit));
+        assert_eq!(
+            check_iban("DE89370400440532013001"),
+            Err(IdentError::CheckDigit)
+        );
         assert_eq!(check_iban("DE8937"), Err(IdentError::Format));
         assert_eq!(check_bic("BNMXMXMM"), Ok(()));
         assert_eq!(check_bic("BNMXMXMMXXX"), Ok(()));

@@ -62,8 +62,8 @@ pub use bindings::aduana::rules::types::{
 pub mod prelude {
     pub use crate::{
         Amount, Beneficiary, Channel, Context, Description, Evaluation, FieldWarning, Flow,
-        History, ListHit, NoParams, Origin, PayoutDetails, Rule, RuleError, Severity, Signal, Transaction,
-        export_rule,
+        History, ListHit, NoParams, Origin, PayoutDetails, Rule, RuleError, Severity, Signal,
+        Transaction, export_rule,
     };
 }
 
@@ -224,8 +224,8 @@ fn parse_params<R: Rule>(params_json: &str) -> Result<R::Params, RuleError> {
 
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::bindings::Guest;
     pub use crate::bindings::__export_rule;
+    pub use crate::bindings::Guest;
     use crate::{Evaluation, HostContext, Metadata, Rule, RuleError, Transaction};
 
     pub fn metadata<R: Rule>(version: &str) -> Metadata {
@@ -267,7 +267,7 @@ macro_rules! export_rule {
                     $crate::__private::evaluate::<$rule>(tx, params)
                 }
             }
-            $crate::__private::__export_rule!(__AduanaRuleExport with_types_in $crate::bindings);
+    $crate::__private::__export_rule!(__AduanaRuleExport with_types_in $crate::bindings);
         };
     };
 }

@@ -17,6 +17,9 @@ use crate::{
     store::Store,
 };
 
+/// Tenant id → (settings text it was compiled from, compiled pipeline).
+pub(crate) type PipelineCache = HashMap<String, (String, Arc<Pipeline>)>;
+
 /// Shared state of a running service.
 #[derive(Clone)]
 pub struct App {
@@ -29,7 +32,7 @@ pub struct App {
     pub default_pipeline: Arc<Pipeline>,
     /// Compiled pipelines of tenants with settings, keyed by tenant and the
     /// settings text they were compiled from.
-    pub(crate) pipelines: Arc<Mutex<HashMap<String, (String, Arc<Pipeline>)>>>,
+    pub(crate) pipelines: Arc<Mutex<PipelineCache>>,
     pub(crate) auth_cache: Arc<crate::api::auth::AuthCache>,
 }
 

@@ -33,10 +33,9 @@ pub struct ConfigError {
 
 fn var<T: FromStr>(name: &'static str, default: T) -> Result<T, ConfigError> {
     match std::env::var(name) {
-        Ok(v) if !v.trim().is_empty() => v
-            .trim()
-            .parse()
-            .map_err(|_| ConfigError { name, value: v }),
+        Ok(v) if !v.trim().is_empty() => {
+            v.trim().parse().map_err(|_| ConfigError { name, value: v })
+        }
         _ => Ok(default),
     }
 }
@@ -54,7 +53,9 @@ impl Config {
         Ok(Self {
             listen: var("ADUANA_LISTEN", SocketAddr::from(([127, 0, 0, 1], 8080)))?,
             data_dir: var("ADUANA_DATA_DIR", PathBuf::from("./data"))?,
-            database_url: std::env::var("DATABASE_URL").ok().filter(|u| !u.trim().is_empty()),
+            database_url: std::env::var("DATABASE_URL")
+                .ok()
+                .filter(|u| !u.trim().is_empty()),
             limits,
             assess_deadline: Duration::from_millis(var("ADUANA_ASSESS_DEADLINE_MS", 800)?),
             max_amount_major: var("ADUANA_MAX_AMOUNT_MAJOR", default_max_major())?,

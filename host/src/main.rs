@@ -11,7 +11,11 @@ use clap::{Parser, Subcommand};
 use serde_json::json;
 
 #[derive(Debug, Parser)]
-#[command(name = "aduana", version, about = "Fraud assess service with sandboxed Wasm rules")]
+#[command(
+    name = "aduana",
+    version,
+    about = "Fraud assess service with sandboxed Wasm rules"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -70,7 +74,9 @@ fn init_tracing() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("ADUANA_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let json = std::env::var("ADUANA_LOG_FORMAT").is_ok_and(|f| f == "json");
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json {
         builder.json().init();
     } else {
@@ -102,7 +108,12 @@ async fn main() -> anyhow::Result<()> {
             eprintln!("migrations applied");
         }
         Command::Tenant {
-            command: TenantCommand::Create { name, organization_type, json },
+            command:
+                TenantCommand::Create {
+                    name,
+                    organization_type,
+                    json,
+                },
         } => {
             let store = open_store(&config).await?;
             let tenant = Tenant {
@@ -113,18 +124,39 @@ async fn main() -> anyhow::Result<()> {
                 created_at: now_ms(),
             };
             store.create_tenant(&tenant).await?;
-            let key = create_key(&store, &tenant.id, Some("admin (created by CLI)".into()), "secret", Some("admin"), None, None)
-                .await?
-                .map_err(|(field, msg)| anyhow::anyhow!("{field}: {msg}"))?;
+            let key = create_key(
+                &store,
+                &tenant.id,
+                Some("admin (created by CLI)".into()),
+                "secret",
+                Some("admin"),
+                None,
+                None,
+            )
+            .await?
+            .map_err(|(field, msg)| anyhow::anyhow!("{field}: {msg}"))?;
             store.close().await;
             if json {
-                println!("{}", json!({ "tenant_id": tenant.id, "api_key": key.api_key }));
+                println!(
+                    "{}",
+                    json!({ "tenant_id": tenant.id, "api_key": key.api_key })
+                );
             } else {
-                println!("tenant:  {}\nadmin key (shown once): {}", tenant.id, key.api_key);
+                println!(
+                    "tenant:  {}\nadmin key (shown once): {}",
+                    tenant.id, key.api_key
+                );
             }
         }
         Command::Key {
-            command: KeyCommand::Create { tenant, role, kind, name, json },
+            command:
+                KeyCommand::Create {
+                    tenant,
+                    role,
+                    kind,
+                    name,
+                    json,
+                },
         } => {
             let store = open_store(&config).await?;
             if store.tenant(&tenant).await?.is_none() {
@@ -135,12 +167,17 @@ async fn main() -> anyhow::Result<()> {
                 .map_err(|(field, msg)| anyhow::anyhow!("{field}: {msg}"))?;
             store.close().await;
             if json {
-                println!("{}", json!({ "key_id": key.id, "tenant_id": tenant, "api_key": key.api_key, "kind": key.kind, "role": key.role }));
+                println!(
+                    "{}",
+                    json!({ "key_id": key.id, "tenant_id": tenant, "api_key": key.api_key, "kind": key.kind, "role": key.role })
+                );
             } else {
-                println!("key {} ({kind}, {role}) (shown once): {}", key.id, key.api_key);
+                println!(
+                    "key {} ({kind}, {role}) (shown once): {}",
+                    key.id, key.api_key
+                );
             }
         }
     }
     Ok(())
 }
-

@@ -58,14 +58,19 @@ pub fn shared_runtime() -> Arc<Runtime> {
 pub async fn create_pg_database() -> (String, String) {
     let admin = pg_admin_url();
     let name = format!("aduana_test_{}", object_id("db").trim_start_matches("db_"));
-    let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap_or_else(|e| {
-        panic!("PostgreSQL is required for the test suite and is unreachable at {admin}: {e}")
-    });
+    let mut conn = sqlx::PgConnection::connect(&admin)
+        .await
+        .unwrap_or_else(|e| {
+            panic!("PostgreSQL is required for the test suite and is unreachable at {admin}: {e}")
+        });
     sqlx::query(&format!("CREATE DATABASE {name}"))
         .execute(&mut conn)
         .await
         .expect("create test database");
-    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b).to_owned();
+    let base = admin
+        .rsplit_once('/')
+        .map_or(admin.as_str(), |(b, _)| b)
+        .to_owned();
     (format!("{base}/{name}"), name)
 }
 
@@ -73,7 +78,9 @@ pub fn drop_pg_database(name: String) {
     let admin = pg_admin_url();
     // Drop runs outside any runtime: use a short-lived one of our own.
     let _ = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build();
         if let Ok(rt) = rt {
             rt.block_on(async {
                 if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
@@ -133,7 +140,9 @@ impl TestApp {
         };
         let data_dir = tmp.path().join("data");
         let config = Config::for_database(database_url.clone(), data_dir.clone());
-        let app = App::build_with(config, shared_runtime(), extra).await.expect("app");
+        let app = App::build_with(config, shared_runtime(), extra)
+            .await
+            .expect("app");
         let server = app.clone().serve().await.expect("serve");
         Self {
             db,
@@ -159,20 +168,39 @@ impl TestApp {
             created_at: now_ms(),
         };
         self.app.store.create_tenant(&t).await.expect("tenant");
-        let key = create_key(&self.app.store, &t.id, None, "secret", Some("admin"), None, None)
-            .await
-            .expect("store")
-            .expect("valid key request");
-        TestTenant { id: t.id, key: key.api_key }
+        let key = create_key(
+            &self.app.store,
+            &t.id,
+            None,
+            "secret",
+            Some("admin"),
+            None,
+            None,
+        )
+        .await
+        .expect("store")
+        .expect("valid key request");
+        TestTenant {
+            id: t.id,
+            key: key.api_key,
+        }
     }
 
     /// Creates another key for `tenant`.
     pub async fn key(&self, tenant: &TestTenant, kind: &str, role: &str) -> String {
-        create_key(&self.app.store, &tenant.id, None, kind, Some(role), None, None)
-            .await
-            .expect("store")
-            .expect("valid key request")
-            .api_key
+        create_key(
+            &self.app.store,
+            &tenant.id,
+            None,
+            kind,
+            Some(role),
+            None,
+            None,
+        )
+        .await
+        .expect("store")
+        .expect("valid key request")
+        .api_key
     }
 
     pub async fn request(
@@ -196,13 +224,15 @@ impl TestApp {
         let value = if text.is_empty() {
             Value::Null
         } else {
-            serde_json::from_str(&text).unwrap_or_else(|_| Value::String(text))
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
         };
         (status, value, headers)
     }
 
     pub async fn post(&self, path: &str, key: &str, body: &Value) -> (StatusCode, Value) {
-        let (s, v, _) = self.request(Method::POST, path, Some(key), Some(body)).await;
+        let (s, v, _) = self
+            .request(Method::POST, path, Some(key), Some(body))
+            .await;
         (s, v)
     }
 
@@ -216,7 +246,11 @@ impl TestApp {
     }
 
     pub async fn count(&self, table: &str, tenant: &TestTenant) -> i64 {
-        self.app.store.count_rows(table, &tenant.id).await.expect("count")
+        self.app
+            .store
+            .count_rows(table, &tenant.id)
+            .await
+            .expect("count")
     }
 }
 

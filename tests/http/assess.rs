@@ -17,7 +17,12 @@ async fn documented_example_is_assessed(db: Db) {
     let t = TestApp::start(db).await;
     let a = t.tenant().await;
     let (status, v, headers) = t
-        .request(reqwest::Method::POST, "/api/v1/assess/payout", Some(&a.key), Some(&example_payload()))
+        .request(
+            reqwest::Method::POST,
+            "/api/v1/assess/payout",
+            Some(&a.key),
+            Some(&example_payload()),
+        )
         .await;
     assert_eq!(status, 200, "{v}");
     assert!(headers.contains_key("x-request-id"));
@@ -26,7 +31,10 @@ async fn documented_example_is_assessed(db: Db) {
     assert_eq!(v["risk_score"], 25);
     assert_eq!(v["decision"], "approve");
     assert_eq!(v["blocked_by"], Value::Null);
-    assert_eq!(v["amount"], json!({"minor": 2500000, "major": "25000.00", "currency": "MXN"}));
+    assert_eq!(
+        v["amount"],
+        json!({"minor": 2500000, "major": "25000.00", "currency": "MXN"})
+    );
     assert_eq!(v["payment_id"], "core-tx-991");
     assert_eq!(v["field_warnings"][0]["field"], "beneficiary.clabe");
     let detail = &v["signal_details"][0];
@@ -75,7 +83,13 @@ async fn signals_and_thresholds(db: Db) {
     p["beneficiary"] = json!({"id": "ben_ve", "country": "VE", "name": "Casa de Cambio"});
     p["amount"] = json!("250000.00");
     let (_, v) = t.assess(&a.key, &p).await;
-    assert_eq!(signals(&v), vec!["payout_high_risk_country", "payout_cross_border_high_amount"]);
+    assert_eq!(
+        signals(&v),
+        vec![
+            "payout_high_risk_country",
+            "payout_cross_border_high_amount"
+        ]
+    );
     assert_eq!(v["risk_score"], 75);
     assert_eq!(v["decision"], "challenge");
 
@@ -94,19 +108,33 @@ async fn signals_and_thresholds(db: Db) {
     let (s, v) = t.assess(&a.key, &p).await;
     assert_eq!(s, 200, "{v}");
     let sig = signals(&v);
-    assert!(sig.contains(&"payout_invalid_beneficiary_account".to_owned()), "{v}");
-    assert!(sig.contains(&"payout_unattributed_initiator".to_owned()), "{v}");
+    assert!(
+        sig.contains(&"payout_invalid_beneficiary_account".to_owned()),
+        "{v}"
+    );
+    assert!(
+        sig.contains(&"payout_unattributed_initiator".to_owned()),
+        "{v}"
+    );
     let fields: Vec<&str> = v["field_warnings"]
         .as_array()
         .unwrap()
         .iter()
         .map(|w| w["field"].as_str().unwrap())
         .collect();
-    for f in ["origin.account_id", "origin.country", "payout.channel", "beneficiary.iban"] {
+    for f in [
+        "origin.account_id",
+        "origin.country",
+        "payout.channel",
+        "beneficiary.iban",
+    ] {
         assert!(fields.contains(&f), "missing warning {f}: {v}");
     }
     // amount_unit defaults to minor: 100 minor EUR = 1.00.
-    assert_eq!(v["amount"], json!({"minor": 100, "major": "1.00", "currency": "EUR"}));
+    assert_eq!(
+        v["amount"],
+        json!({"minor": 100, "major": "1.00", "currency": "EUR"})
+    );
 }
 
 async fn first_beneficiary_history(db: Db) {
@@ -144,9 +172,17 @@ async fn first_beneficiary_history(db: Db) {
     assert_eq!(v["decision"], "decline");
     assert_eq!(v["blocked_by"], "blocklist:beneficiary_id");
     let stored_before = t.count("beneficiary_history", &a).await;
-    t.app.store.delete_blocklist_entry(&a.id, &list_first_id(&t, &a.key).await).await.unwrap();
+    t.app
+        .store
+        .delete_blocklist_entry(&a.id, &list_first_id(&t, &a.key).await)
+        .await
+        .unwrap();
     let (_, v) = t.assess(&a.key, &d).await;
-    assert_eq!(signals(&v), vec!["payout_first_beneficiary"], "declined transfer counted: {v}");
+    assert_eq!(
+        signals(&v),
+        vec!["payout_first_beneficiary"],
+        "declined transfer counted: {v}"
+    );
     assert_eq!(t.count("beneficiary_history", &a).await, stored_before + 1);
     // History is per tenant.
     let b = t.tenant().await;
@@ -163,9 +199,16 @@ async fn list_first_id(t: &TestApp, key: &str) -> String {
 
 async fn catalog_and_health(db: Db) {
     let t = TestApp::start(db).await;
-    let (s, v, _) = t.request(reqwest::Method::GET, "/api/v1/assess/payout", None, None).await;
+    let (s, v, _) = t
+        .request(reqwest::Method::GET, "/api/v1/assess/payout", None, None)
+        .await;
     assert_eq!(s, 200);
-    let codes: Vec<&str> = v["signals"].as_array().unwrap().iter().map(|s| s["code"].as_str().unwrap()).collect();
+    let codes: Vec<&str> = v["signals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["code"].as_str().unwrap())
+        .collect();
     for c in [
         "payout_first_beneficiary",
         "payout_high_risk_country",
@@ -176,14 +219,23 @@ async fn catalog_and_health(db: Db) {
     ] {
         assert!(codes.contains(&c), "{c} missing from catalog");
     }
-    assert_eq!(v["channel_values"], json!(["spei", "wire", "api", "internal"]));
+    assert_eq!(
+        v["channel_values"],
+        json!(["spei", "wire", "api", "internal"])
+    );
     assert!(v["version"].is_string());
-    let (s, v, _) = t.request(reqwest::Method::GET, "/api/v1/health", None, None).await;
+    let (s, v, _) = t
+        .request(reqwest::Method::GET, "/api/v1/health", None, None)
+        .await;
     assert_eq!((s.as_u16(), v["status"].as_str()), (200, Some("ok")));
-    let (s, v, _) = t.request(reqwest::Method::GET, "/api/v1/health/ready", None, None).await;
+    let (s, v, _) = t
+        .request(reqwest::Method::GET, "/api/v1/health/ready", None, None)
+        .await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["rules_loaded"], 5);
-    let (s, v, _) = t.request(reqwest::Method::GET, "/api/v1/nope", None, None).await;
+    let (s, v, _) = t
+        .request(reqwest::Method::GET, "/api/v1/nope", None, None)
+        .await;
     assert_eq!(s, 404);
     assert_eq!(v["error"]["code"], "NOT_FOUND");
 }
@@ -199,7 +251,11 @@ async fn tenant_pipeline_settings(db: Db) {
         ],
         "thresholds": {"review": 10, "challenge": 50, "decline": 90}
     }}});
-    t.app.store.set_tenant_settings(&a.id, &settings.to_string()).await.unwrap();
+    t.app
+        .store
+        .set_tenant_settings(&a.id, &settings.to_string())
+        .await
+        .unwrap();
     // New settings are read with the key; wait out the 1 s auth cache.
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let (_, v) = t.assess(&a.key, &example_payload()).await;

@@ -9,37 +9,62 @@ async fn authentication_errors(db: Db) {
     let t = TestApp::start(db).await;
     let a = t.tenant().await;
     let body = clean_payload();
-    let (s, v, _) = t.request(Method::POST, "/api/v1/assess/payout", None, Some(&body)).await;
-    assert_eq!((s.as_u16(), v["error"]["code"].as_str()), (401, Some("UNAUTHORIZED")));
-    let (s, v) = t.assess("clm_sk_not_a_real_key_at_all_000000000000", &body).await;
-    assert_eq!((s.as_u16(), v["error"]["code"].as_str()), (401, Some("UNAUTHORIZED")));
+    let (s, v, _) = t
+        .request(Method::POST, "/api/v1/assess/payout", None, Some(&body))
+        .await;
+    assert_eq!(
+        (s.as_u16(), v["error"]["code"].as_str()),
+        (401, Some("UNAUTHORIZED"))
+    );
+    let (s, v) = t
+        .assess("clm_sk_not_a_real_key_at_all_000000000000", &body)
+        .await;
+    assert_eq!(
+        (s.as_u16(), v["error"]["code"].as_str()),
+        (401, Some("UNAUTHORIZED"))
+    );
     let (s, v) = t.assess("sk_live_whatever", &body).await;
     assert_eq!(s, 401, "{v}");
     // Keys in query strings are refused even when valid.
     let path = format!("/api/v1/blocklists?api_key={}", a.key);
     let (s, v, _) = t.request(Method::GET, &path, None, None).await;
-    assert_eq!((s.as_u16(), v["error"]["code"].as_str()), (401, Some("UNAUTHORIZED")));
+    assert_eq!(
+        (s.as_u16(), v["error"]["code"].as_str()),
+        (401, Some("UNAUTHORIZED"))
+    );
     // Publishable keys: only pay-in assess.
     let publishable = t.key(&a, "publishable", "integration").await;
     assert!(publishable.starts_with("clm_pub_"));
     let (s, v) = t.assess(&publishable, &body).await;
-    assert_eq!((s.as_u16(), v["error"]["code"].as_str()), (403, Some("PUBLIC_KEY_NOT_ALLOWED")));
+    assert_eq!(
+        (s.as_u16(), v["error"]["code"].as_str()),
+        (403, Some("PUBLIC_KEY_NOT_ALLOWED"))
+    );
     // Ingest keys: only ingestion (401 elsewhere).
     let ingest = t.key(&a, "ingest", "integration").await;
     assert!(ingest.starts_with("clm_wh_"));
     let (s, v) = t.assess(&ingest, &body).await;
-    assert_eq!((s.as_u16(), v["error"]["code"].as_str()), (401, Some("UNAUTHORIZED")));
+    assert_eq!(
+        (s.as_u16(), v["error"]["code"].as_str()),
+        (401, Some("UNAUTHORIZED"))
+    );
     // Role permissions.
     let integration = t.key(&a, "secret", "integration").await;
     let (s, _) = t.assess(&integration, &body).await;
     assert_eq!(s, 200);
     let (s, v) = t.get("/api/v1/blocklists", &integration).await;
-    assert_eq!((s.as_u16(), v["error"]["code"].as_str()), (403, Some("FORBIDDEN")));
+    assert_eq!(
+        (s.as_u16(), v["error"]["code"].as_str()),
+        (403, Some("FORBIDDEN"))
+    );
     let analyst = t.key(&a, "secret", "analyst").await;
     let (s, _) = t.get("/api/v1/blocklists", &analyst).await;
     assert_eq!(s, 200);
     let (s, v) = t.get("/api/v1/keys", &analyst).await;
-    assert_eq!((s.as_u16(), v["error"]["code"].as_str()), (403, Some("FORBIDDEN")));
+    assert_eq!(
+        (s.as_u16(), v["error"]["code"].as_str()),
+        (403, Some("FORBIDDEN"))
+    );
 }
 
 async fn key_management(db: Db) {
@@ -47,7 +72,11 @@ async fn key_management(db: Db) {
     let a = t.tenant().await;
     let b = t.tenant().await;
     let (s, created) = t
-        .post("/api/v1/keys", &a.key, &json!({"name": "core", "role": "integration"}))
+        .post(
+            "/api/v1/keys",
+            &a.key,
+            &json!({"name": "core", "role": "integration"}),
+        )
         .await;
     assert_eq!(s, 201, "{created}");
     let new_key = created["api_key"].as_str().unwrap().to_owned();
@@ -61,21 +90,52 @@ async fn key_management(db: Db) {
     let text = list.to_string();
     assert!(!text.contains(&new_key), "secret leaked in listing");
     assert!(!text.contains("key_hash"));
-    let entry = list["data"].as_array().unwrap().iter().find(|k| k["id"] == created["id"]).unwrap();
+    let entry = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["id"] == created["id"])
+        .unwrap();
     assert_eq!(entry["name"], "core");
     // Invalid requests.
-    let (s, v) = t.post("/api/v1/keys", &a.key, &json!({"role": "overlord"})).await;
-    assert_eq!((s.as_u16(), v["error"]["details"]["field"].as_str()), (400, Some("role")));
-    let (s, v) = t.post("/api/v1/keys", &a.key, &json!({"permissions": ["assess", "everything"]})).await;
-    assert_eq!((s.as_u16(), v["error"]["details"]["field"].as_str()), (400, Some("permissions")));
-    let (s, v) = t.post("/api/v1/keys", &a.key, &json!({"role": "admin", "kind": "magic"})).await;
-    assert_eq!((s.as_u16(), v["error"]["details"]["field"].as_str()), (400, Some("kind")));
+    let (s, v) = t
+        .post("/api/v1/keys", &a.key, &json!({"role": "overlord"}))
+        .await;
+    assert_eq!(
+        (s.as_u16(), v["error"]["details"]["field"].as_str()),
+        (400, Some("role"))
+    );
+    let (s, v) = t
+        .post(
+            "/api/v1/keys",
+            &a.key,
+            &json!({"permissions": ["assess", "everything"]}),
+        )
+        .await;
+    assert_eq!(
+        (s.as_u16(), v["error"]["details"]["field"].as_str()),
+        (400, Some("permissions"))
+    );
+    let (s, v) = t
+        .post(
+            "/api/v1/keys",
+            &a.key,
+            &json!({"role": "admin", "kind": "magic"}),
+        )
+        .await;
+    assert_eq!(
+        (s.as_u16(), v["error"]["details"]["field"].as_str()),
+        (400, Some("kind"))
+    );
     // Tenant B can neither see nor revoke A's key.
     let (_, list_b) = t.get("/api/v1/keys", &b.key).await;
     assert!(!list_b.to_string().contains(created["id"].as_str().unwrap()));
     let path = format!("/api/v1/keys/{}", created["id"].as_str().unwrap());
     let (s, v, _) = t.request(Method::DELETE, &path, Some(&b.key), None).await;
-    assert_eq!((s.as_u16(), v["error"]["code"].as_str()), (404, Some("NOT_FOUND")));
+    assert_eq!(
+        (s.as_u16(), v["error"]["code"].as_str()),
+        (404, Some("NOT_FOUND"))
+    );
     let (s, _) = t.assess(&new_key, &clean_payload()).await;
     assert_eq!(s, 200, "B's delete must not affect A's key");
     // Revocation takes effect within a second.
@@ -83,7 +143,10 @@ async fn key_management(db: Db) {
     assert_eq!(s, 200);
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let (s, v) = t.assess(&new_key, &clean_payload()).await;
-    assert_eq!((s.as_u16(), v["error"]["code"].as_str()), (401, Some("UNAUTHORIZED")));
+    assert_eq!(
+        (s.as_u16(), v["error"]["code"].as_str()),
+        (401, Some("UNAUTHORIZED"))
+    );
     let (s, _, _) = t.request(Method::DELETE, &path, Some(&a.key), None).await;
     assert_eq!(s, 404, "revoking twice");
 }

@@ -22,49 +22,151 @@ async fn crud_and_validation(db: Db) {
     assert_eq!(e["source"], "manual");
     assert_eq!(e["is_active"], true);
     assert_eq!(e["expires_at"], Value::Null);
-    for k in ["id", "created_at", "list_type", "flow_scope", "severity", "reason"] {
+    for k in [
+        "id",
+        "created_at",
+        "list_type",
+        "flow_scope",
+        "severity",
+        "reason",
+    ] {
         assert!(!e[k].is_null(), "{k}");
     }
     // Same normalized value and scope → 409; another scope is fine.
     let (s, v) = t
-        .post("/api/v1/blocklists", &a.key, &json!({"list_type": "clabe", "value": "032180000118359719", "flow_scope": "payout"}))
+        .post(
+            "/api/v1/blocklists",
+            &a.key,
+            &json!({"list_type": "clabe", "value": "032180000118359719", "flow_scope": "payout"}),
+        )
         .await;
-    assert_eq!((s.as_u16(), v["error"]["code"].as_str()), (409, Some("DUPLICATE")));
+    assert_eq!(
+        (s.as_u16(), v["error"]["code"].as_str()),
+        (409, Some("DUPLICATE"))
+    );
     let (s, _) = t
-        .post("/api/v1/blocklists", &a.key, &json!({"list_type": "clabe", "value": "032180000118359719", "flow_scope": "payin"}))
+        .post(
+            "/api/v1/blocklists",
+            &a.key,
+            &json!({"list_type": "clabe", "value": "032180000118359719", "flow_scope": "payin"}),
+        )
         .await;
     assert_eq!(s, 201);
     // Defaults: flow_scope all, severity block. Email normalization.
-    let (s, v) = t.post("/api/v1/blocklists", &a.key, &json!({"list_type": "email", "value": " Fraud@Example.COM"})).await;
+    let (s, v) = t
+        .post(
+            "/api/v1/blocklists",
+            &a.key,
+            &json!({"list_type": "email", "value": " Fraud@Example.COM"}),
+        )
+        .await;
     assert_eq!(s, 201);
-    assert_eq!((v["value"].as_str(), v["flow_scope"].as_str(), v["severity"].as_str()), (Some("fraud@example.com"), Some("all"), Some("block")));
+    assert_eq!(
+        (
+            v["value"].as_str(),
+            v["flow_scope"].as_str(),
+            v["severity"].as_str()
+        ),
+        (Some("fraud@example.com"), Some("all"), Some("block"))
+    );
     // Errors.
-    let (s, v) = t.post("/api/v1/blocklists", &a.key, &json!({"list_type": "shoe_size", "value": "9"})).await;
-    assert_eq!((s.as_u16(), v["error"]["code"].as_str()), (400, Some("INVALID_TYPE")));
-    let (s, v) = t.post("/api/v1/blocklists", &a.key, &json!({"list_type": "iban", "value": "X", "severity": "nuke"})).await;
-    assert_eq!((s.as_u16(), v["error"]["code"].as_str()), (400, Some("INVALID_SEVERITY")));
-    let (s, v) = t.post("/api/v1/blocklists", &a.key, &json!({"list_type": "iban", "value": "X", "flow_scope": "both"})).await;
-    assert_eq!((s.as_u16(), v["error"]["details"]["field"].as_str()), (400, Some("flow_scope")));
-    let (s, v) = t.post("/api/v1/blocklists", &a.key, &json!({"list_type": "ip_address", "value": "999.1.1.1"})).await;
-    assert_eq!((s.as_u16(), v["error"]["details"]["field"].as_str()), (400, Some("value")));
-    let (s, v) = t.post("/api/v1/blocklists", &a.key, &json!({"list_type": "iban", "value": "X", "expires_at": "tomorrow"})).await;
-    assert_eq!((s.as_u16(), v["error"]["details"]["field"].as_str()), (400, Some("expires_at")));
-    let (s, v) = t.post("/api/v1/blocklists", &a.key, &json!({"list_type": "iban"})).await;
-    assert_eq!((s.as_u16(), v["error"]["details"]["field"].as_str()), (400, Some("value")));
+    let (s, v) = t
+        .post(
+            "/api/v1/blocklists",
+            &a.key,
+            &json!({"list_type": "shoe_size", "value": "9"}),
+        )
+        .await;
+    assert_eq!(
+        (s.as_u16(), v["error"]["code"].as_str()),
+        (400, Some("INVALID_TYPE"))
+    );
+    let (s, v) = t
+        .post(
+            "/api/v1/blocklists",
+            &a.key,
+            &json!({"list_type": "iban", "value": "X", "severity": "nuke"}),
+        )
+        .await;
+    assert_eq!(
+        (s.as_u16(), v["error"]["code"].as_str()),
+        (400, Some("INVALID_SEVERITY"))
+    );
+    let (s, v) = t
+        .post(
+            "/api/v1/blocklists",
+            &a.key,
+            &json!({"list_type": "iban", "value": "X", "flow_scope": "both"}),
+        )
+        .await;
+    assert_eq!(
+        (s.as_u16(), v["error"]["details"]["field"].as_str()),
+        (400, Some("flow_scope"))
+    );
+    let (s, v) = t
+        .post(
+            "/api/v1/blocklists",
+            &a.key,
+            &json!({"list_type": "ip_address", "value": "999.1.1.1"}),
+        )
+        .await;
+    assert_eq!(
+        (s.as_u16(), v["error"]["details"]["field"].as_str()),
+        (400, Some("value"))
+    );
+    let (s, v) = t
+        .post(
+            "/api/v1/blocklists",
+            &a.key,
+            &json!({"list_type": "iban", "value": "X", "expires_at": "tomorrow"}),
+        )
+        .await;
+    assert_eq!(
+        (s.as_u16(), v["error"]["details"]["field"].as_str()),
+        (400, Some("expires_at"))
+    );
+    let (s, v) = t
+        .post("/api/v1/blocklists", &a.key, &json!({"list_type": "iban"}))
+        .await;
+    assert_eq!(
+        (s.as_u16(), v["error"]["details"]["field"].as_str()),
+        (400, Some("value"))
+    );
 
     // Listing with filters and cursor pagination.
     for i in 0..5 {
         t.post("/api/v1/blocklists", &a.key, &json!({"list_type": "beneficiary_id", "value": format!("ben_{i}"), "reason": format!("batch {i}")})).await;
     }
-    let (s, page) = t.get("/api/v1/blocklists?list_type=beneficiary_id&limit=2", &a.key).await;
+    let (s, page) = t
+        .get(
+            "/api/v1/blocklists?list_type=beneficiary_id&limit=2",
+            &a.key,
+        )
+        .await;
     assert_eq!(s, 200);
     assert_eq!(page["data"].as_array().unwrap().len(), 2);
     assert_eq!(page["has_more"], true);
-    let mut seen: Vec<String> = page["data"].as_array().unwrap().iter().map(|e| e["value"].as_str().unwrap().to_owned()).collect();
+    let mut seen: Vec<String> = page["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["value"].as_str().unwrap().to_owned())
+        .collect();
     let mut cursor = page["next_cursor"].as_str().unwrap().to_owned();
     loop {
-        let (_, p) = t.get(&format!("/api/v1/blocklists?list_type=beneficiary_id&limit=2&cursor={cursor}"), &a.key).await;
-        seen.extend(p["data"].as_array().unwrap().iter().map(|e| e["value"].as_str().unwrap().to_owned()));
+        let (_, p) = t
+            .get(
+                &format!("/api/v1/blocklists?list_type=beneficiary_id&limit=2&cursor={cursor}"),
+                &a.key,
+            )
+            .await;
+        seen.extend(
+            p["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["value"].as_str().unwrap().to_owned()),
+        );
         match p["next_cursor"].as_str() {
             Some(c) => cursor = c.to_owned(),
             None => break,
@@ -77,38 +179,87 @@ async fn crud_and_validation(db: Db) {
     let (_, q) = t.get("/api/v1/blocklists?flow_scope=payin", &a.key).await;
     assert_eq!(q["data"].as_array().unwrap().len(), 1);
     let (s, v) = t.get("/api/v1/blocklists?list_type=nope", &a.key).await;
-    assert_eq!((s.as_u16(), v["error"]["code"].as_str()), (400, Some("INVALID_TYPE")));
+    assert_eq!(
+        (s.as_u16(), v["error"]["code"].as_str()),
+        (400, Some("INVALID_TYPE"))
+    );
     let (s, _) = t.get("/api/v1/blocklists?limit=0", &a.key).await;
     assert_eq!(s, 400);
 
     // PATCH by path and by body id; deactivate; clear reason.
     let id = e["id"].as_str().unwrap();
     let (s, v, _) = t
-        .request(Method::PATCH, &format!("/api/v1/blocklists/{id}"), Some(&a.key), Some(&json!({"severity": "review", "reason": null})))
+        .request(
+            Method::PATCH,
+            &format!("/api/v1/blocklists/{id}"),
+            Some(&a.key),
+            Some(&json!({"severity": "review", "reason": null})),
+        )
         .await;
     assert_eq!(s, 200, "{v}");
-    assert_eq!((v["severity"].as_str(), v["reason"].is_null()), (Some("review"), true));
+    assert_eq!(
+        (v["severity"].as_str(), v["reason"].is_null()),
+        (Some("review"), true)
+    );
     let (s, v, _) = t
-        .request(Method::PATCH, "/api/v1/blocklists", Some(&a.key), Some(&json!({"id": id, "is_active": false})))
+        .request(
+            Method::PATCH,
+            "/api/v1/blocklists",
+            Some(&a.key),
+            Some(&json!({"id": id, "is_active": false})),
+        )
         .await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["is_active"], false);
     let (s, v, _) = t
-        .request(Method::PATCH, &format!("/api/v1/blocklists/{id}"), Some(&a.key), Some(&json!({"severity": "nuke"})))
+        .request(
+            Method::PATCH,
+            &format!("/api/v1/blocklists/{id}"),
+            Some(&a.key),
+            Some(&json!({"severity": "nuke"})),
+        )
         .await;
-    assert_eq!((s.as_u16(), v["error"]["code"].as_str()), (400, Some("INVALID_SEVERITY")));
+    assert_eq!(
+        (s.as_u16(), v["error"]["code"].as_str()),
+        (400, Some("INVALID_SEVERITY"))
+    );
     let (s, v, _) = t
-        .request(Method::PATCH, &format!("/api/v1/blocklists/{id}"), Some(&a.key), Some(&json!({"flow_scope": "payin"})))
+        .request(
+            Method::PATCH,
+            &format!("/api/v1/blocklists/{id}"),
+            Some(&a.key),
+            Some(&json!({"flow_scope": "payin"})),
+        )
         .await;
-    assert_eq!((s.as_u16(), v["error"]["code"].as_str()), (409, Some("DUPLICATE")));
+    assert_eq!(
+        (s.as_u16(), v["error"]["code"].as_str()),
+        (409, Some("DUPLICATE"))
+    );
     let (_, q) = t.get("/api/v1/blocklists?is_active=false", &a.key).await;
     assert_eq!(q["data"].as_array().unwrap().len(), 1);
 
     // DELETE needs the admin role.
     let analyst = t.key(&a, "secret", "analyst").await;
-    let (s, v, _) = t.request(Method::DELETE, &format!("/api/v1/blocklists/{id}"), Some(&analyst), None).await;
-    assert_eq!((s.as_u16(), v["error"]["code"].as_str()), (403, Some("FORBIDDEN")));
-    let (s, _, _) = t.request(Method::DELETE, &format!("/api/v1/blocklists/{id}"), Some(&a.key), None).await;
+    let (s, v, _) = t
+        .request(
+            Method::DELETE,
+            &format!("/api/v1/blocklists/{id}"),
+            Some(&analyst),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (s.as_u16(), v["error"]["code"].as_str()),
+        (403, Some("FORBIDDEN"))
+    );
+    let (s, _, _) = t
+        .request(
+            Method::DELETE,
+            &format!("/api/v1/blocklists/{id}"),
+            Some(&a.key),
+            None,
+        )
+        .await;
     assert_eq!(s, 200);
     let (s, _) = t.get(&format!("/api/v1/blocklists/{id}"), &a.key).await;
     assert_eq!(s, 404);
@@ -119,16 +270,31 @@ async fn matching_scope_severity_expiry(db: Db) {
     let a = t.tenant().await;
     let payout = clean_payload();
     // Pay-in scoped entries never match a payout.
-    t.post("/api/v1/blocklists", &a.key, &json!({"list_type": "clabe", "value": "032180000118359719", "flow_scope": "payin"})).await;
+    t.post(
+        "/api/v1/blocklists",
+        &a.key,
+        &json!({"list_type": "clabe", "value": "032180000118359719", "flow_scope": "payin"}),
+    )
+    .await;
     let (_, v) = t.assess(&a.key, &payout).await;
     assert_eq!(v["decision"], "approve", "{v}");
     // Flag on the beneficiary id: +40 → review.
     t.post("/api/v1/blocklists", &a.key, &json!({"list_type": "beneficiary_id", "value": "ben_clean", "severity": "flag", "flow_scope": "payout"})).await;
     let (_, v) = t.assess(&a.key, &payout).await;
-    assert_eq!((v["risk_score"].as_u64(), v["decision"].as_str()), (Some(40), Some("review")), "{v}");
+    assert_eq!(
+        (v["risk_score"].as_u64(), v["decision"].as_str()),
+        (Some(40), Some("review")),
+        "{v}"
+    );
     assert_eq!(v["signals"], json!(["blocklist_beneficiary_id"]));
     // A block on the CLABE for all flows: hard block.
-    let (_, blk) = t.post("/api/v1/blocklists", &a.key, &json!({"list_type": "clabe", "value": "032-180000118359719", "flow_scope": "all"})).await;
+    let (_, blk) = t
+        .post(
+            "/api/v1/blocklists",
+            &a.key,
+            &json!({"list_type": "clabe", "value": "032-180000118359719", "flow_scope": "all"}),
+        )
+        .await;
     let (_, v) = t.assess(&a.key, &payout).await;
     assert_eq!(v["decision"], "decline", "{v}");
     assert_eq!(v["risk_score"], 100);
@@ -139,7 +305,12 @@ async fn matching_scope_severity_expiry(db: Db) {
     let id = blk["id"].as_str().unwrap();
     let soon = chrono::Utc::now() + chrono::Duration::milliseconds(1500);
     let (s, v, _) = t
-        .request(Method::PATCH, &format!("/api/v1/blocklists/{id}"), Some(&a.key), Some(&json!({"expires_at": soon.to_rfc3339()})))
+        .request(
+            Method::PATCH,
+            &format!("/api/v1/blocklists/{id}"),
+            Some(&a.key),
+            Some(&json!({"expires_at": soon.to_rfc3339()})),
+        )
         .await;
     assert_eq!(s, 200, "{v}");
     let (_, v) = t.assess(&a.key, &payout).await;
@@ -154,28 +325,63 @@ async fn matching_scope_severity_expiry(db: Db) {
     let (_, v) = t.assess(&a.key, &p).await;
     assert!(!v["signals"].to_string().contains("blocklist_iban"), "{v}");
     // Review severity: +25.
-    t.post("/api/v1/blocklists", &a.key, &json!({"list_type": "swift_bic", "value": "bnmxmxmm", "severity": "review"})).await;
+    t.post(
+        "/api/v1/blocklists",
+        &a.key,
+        &json!({"list_type": "swift_bic", "value": "bnmxmxmm", "severity": "review"}),
+    )
+    .await;
     p["beneficiary"]["swift_bic"] = json!("BNMX MXMM");
     let (_, v) = t.assess(&a.key, &p).await;
-    assert!(v["signals"].to_string().contains("blocklist_swift_bic"), "{v}");
+    assert!(
+        v["signals"].to_string().contains("blocklist_swift_bic"),
+        "{v}"
+    );
 }
 
 async fn tenant_isolation(db: Db) {
     let t = TestApp::start(db).await;
     let a = t.tenant().await;
     let b = t.tenant().await;
-    let (_, e) = t.post("/api/v1/blocklists", &a.key, &json!({"list_type": "clabe", "value": "032180000118359719"})).await;
+    let (_, e) = t
+        .post(
+            "/api/v1/blocklists",
+            &a.key,
+            &json!({"list_type": "clabe", "value": "032180000118359719"}),
+        )
+        .await;
     let id = e["id"].as_str().unwrap();
     // B does not see, read, patch or delete A's entry…
     let (_, list) = t.get("/api/v1/blocklists", &b.key).await;
     assert_eq!(list["data"], json!([]));
     let (s, _) = t.get(&format!("/api/v1/blocklists/{id}"), &b.key).await;
     assert_eq!(s, 404);
-    let (s, _, _) = t.request(Method::PATCH, &format!("/api/v1/blocklists/{id}"), Some(&b.key), Some(&json!({"severity": "flag"}))).await;
+    let (s, _, _) = t
+        .request(
+            Method::PATCH,
+            &format!("/api/v1/blocklists/{id}"),
+            Some(&b.key),
+            Some(&json!({"severity": "flag"})),
+        )
+        .await;
     assert_eq!(s, 404);
-    let (s, _, _) = t.request(Method::PATCH, "/api/v1/blocklists", Some(&b.key), Some(&json!({"id": id, "is_active": false}))).await;
+    let (s, _, _) = t
+        .request(
+            Method::PATCH,
+            "/api/v1/blocklists",
+            Some(&b.key),
+            Some(&json!({"id": id, "is_active": false})),
+        )
+        .await;
     assert_eq!(s, 404);
-    let (s, _, _) = t.request(Method::DELETE, &format!("/api/v1/blocklists/{id}"), Some(&b.key), None).await;
+    let (s, _, _) = t
+        .request(
+            Method::DELETE,
+            &format!("/api/v1/blocklists/{id}"),
+            Some(&b.key),
+            None,
+        )
+        .await;
     assert_eq!(s, 404);
     // …and A's entry does not decide B's payouts, while it still decides A's.
     let (_, v) = t.assess(&b.key, &clean_payload()).await;
@@ -183,10 +389,20 @@ async fn tenant_isolation(db: Db) {
     let (_, v) = t.assess(&a.key, &clean_payload()).await;
     assert_eq!(v["decision"], "decline");
     // B may hold the same value itself (uniqueness is per tenant).
-    let (s, _) = t.post("/api/v1/blocklists", &b.key, &json!({"list_type": "clabe", "value": "032180000118359719"})).await;
+    let (s, _) = t
+        .post(
+            "/api/v1/blocklists",
+            &b.key,
+            &json!({"list_type": "clabe", "value": "032180000118359719"}),
+        )
+        .await;
     assert_eq!(s, 201);
     let (_, e2) = t.get(&format!("/api/v1/blocklists/{id}"), &a.key).await;
     assert_eq!(e2["severity"], "block");
 }
 
-crate::both_backends!(crud_and_validation, matching_scope_severity_expiry, tenant_isolation);
+crate::both_backends!(
+    crud_and_validation,
+    matching_scope_severity_expiry,
+    tenant_isolation
+);

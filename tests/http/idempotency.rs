@@ -21,7 +21,12 @@ async fn replay_and_reuse(db: Db) {
     ))
     .unwrap();
     let (s, again, headers) = t
-        .request(reqwest::Method::POST, "/api/v1/assess/payout", Some(&a.key), Some(&reordered))
+        .request(
+            reqwest::Method::POST,
+            "/api/v1/assess/payout",
+            Some(&a.key),
+            Some(&reordered),
+        )
         .await;
     assert_eq!(s, 200);
     assert_eq!(again, first, "a replay returns the stored response");
@@ -43,12 +48,19 @@ async fn replay_and_reuse(db: Db) {
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status(), 200, "same key, body without the key field is the same request");
+    assert_eq!(
+        resp.status(),
+        200,
+        "same key, body without the key field is the same request"
+    );
     // Same key, different body → 409, nothing written.
     let mut other = p.clone();
     other["amount"] = json!("1500.51");
     let (s, v) = t.assess(&a.key, &other).await;
-    assert_eq!((s.as_u16(), v["error"]["code"].as_str()), (409, Some("IDEMPOTENCY_KEY_REUSED")));
+    assert_eq!(
+        (s.as_u16(), v["error"]["code"].as_str()),
+        (409, Some("IDEMPOTENCY_KEY_REUSED"))
+    );
     assert_eq!(t.count("assessments", &a).await, 2);
     // Keys are scoped per tenant.
     let b = t.tenant().await;
@@ -69,7 +81,13 @@ async fn concurrent_duplicates_make_one_assessment(db: Db) {
         let key = a.key.clone();
         let body = p.clone();
         tasks.push(tokio::spawn(async move {
-            let r = client.post(url).bearer_auth(key).json(&body).send().await.unwrap();
+            let r = client
+                .post(url)
+                .bearer_auth(key)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
             let status = r.status();
             let v: serde_json::Value = r.json().await.unwrap();
             (status, v)
@@ -81,7 +99,11 @@ async fn concurrent_duplicates_make_one_assessment(db: Db) {
         assert_eq!(status, 200, "{v}");
         sessions.insert(v["session_id"].as_str().unwrap().to_owned());
     }
-    assert_eq!(sessions.len(), 1, "all duplicates share one session: {sessions:?}");
+    assert_eq!(
+        sessions.len(),
+        1,
+        "all duplicates share one session: {sessions:?}"
+    );
     assert_eq!(t.count("assessments", &a).await, 1);
     assert_eq!(t.count("outbox", &a).await, 1);
     assert_eq!(t.count("idempotency_keys", &a).await, 1);

@@ -28,23 +28,58 @@ async fn rejects_bad_payout_requests(db: Db) {
         (without(p(), "amount"), "amount"),
         (without(p(), "currency"), "currency"),
         (without(p(), "beneficiary"), "beneficiary"),
-        (with(p(), &["beneficiary"], json!({"swift_bic": "BNMXMXMM"})), "beneficiary"),
+        (
+            with(p(), &["beneficiary"], json!({"swift_bic": "BNMXMXMM"})),
+            "beneficiary",
+        ),
         (with(p(), &["amount"], json!(-5)), "amount"),
         (with(p(), &["amount"], json!("12.345")), "amount"),
         (with(p(), &["amount"], json!("abc")), "amount"),
         (with(p(), &["amount"], json!(true)), "amount"),
         (with(p(), &["amount"], json!("1e40")), "amount"),
-        (with(with(p(), &["amount_unit"], json!("minor")), &["amount"], json!(10.5)), "amount"),
+        (
+            with(
+                with(p(), &["amount_unit"], json!("minor")),
+                &["amount"],
+                json!(10.5),
+            ),
+            "amount",
+        ),
         (with(p(), &["amount_unit"], json!("cents")), "amount_unit"),
         (with(p(), &["amount_unit"], json!(5)), "amount_unit"),
         (with(p(), &["currency"], json!("XYZ")), "currency"),
-        (with(with(p(), &["currency"], json!("CLP")), &["amount"], json!("10.5")), "amount"),
-        (with(p(), &["beneficiary", "country"], json!("ZZ")), "beneficiary.country"),
-        (with(p(), &["beneficiary", "country"], json!("MEX")), "beneficiary.country"),
-        (with(p(), &["origin", "country"], json!("XX")), "origin.country"),
-        (with(p(), &["beneficiary", "name"], json!(42)), "beneficiary.name"),
-        (with(p(), &["payout", "channel"], json!("carrier-pigeon")), "payout.channel"),
-        (with(p(), &["payout", "first_to_beneficiary"], json!("yes")), "payout.first_to_beneficiary"),
+        (
+            with(
+                with(p(), &["currency"], json!("CLP")),
+                &["amount"],
+                json!("10.5"),
+            ),
+            "amount",
+        ),
+        (
+            with(p(), &["beneficiary", "country"], json!("ZZ")),
+            "beneficiary.country",
+        ),
+        (
+            with(p(), &["beneficiary", "country"], json!("MEX")),
+            "beneficiary.country",
+        ),
+        (
+            with(p(), &["origin", "country"], json!("XX")),
+            "origin.country",
+        ),
+        (
+            with(p(), &["beneficiary", "name"], json!(42)),
+            "beneficiary.name",
+        ),
+        (
+            with(p(), &["payout", "channel"], json!("carrier-pigeon")),
+            "payout.channel",
+        ),
+        (
+            with(p(), &["payout", "first_to_beneficiary"], json!("yes")),
+            "payout.first_to_beneficiary",
+        ),
         (with(p(), &["metadata"], json!([1, 2])), "metadata"),
         (json!([1, 2, 3]), "body"),
     ];
@@ -53,18 +88,33 @@ async fn rejects_bad_payout_requests(db: Db) {
         assert_eq!(s, 400, "{body} → {v}");
         assert_eq!(v["error"]["code"], "VALIDATION_ERROR", "{body} → {v}");
         assert_eq!(v["error"]["details"]["field"], field, "{body} → {v}");
-        assert!(v["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty())
+        );
     }
     // KWD allows three decimals; unknown fields are ignored; the rail alias works.
     let ok = with(
-        with(with(p(), &["currency"], json!("KWD")), &["amount"], json!("10.125")),
+        with(
+            with(p(), &["currency"], json!("KWD")),
+            &["amount"],
+            json!("10.125"),
+        ),
         &["surprise"],
         json!({"x": 1}),
     );
-    let ok = with(ok, &["payout"], json!({"rail": "wire", "initiated_by": "ana@bank.kw"}));
+    let ok = with(
+        ok,
+        &["payout"],
+        json!({"rail": "wire", "initiated_by": "ana@bank.kw"}),
+    );
     let (s, v) = t.assess(&a.key, &ok).await;
     assert_eq!(s, 200, "{v}");
-    assert_eq!(v["amount"], json!({"minor": 10125, "major": "10.125", "currency": "KWD"}));
+    assert_eq!(
+        v["amount"],
+        json!({"minor": 10125, "major": "10.125", "currency": "KWD"})
+    );
 
     // Malformed JSON and oversized bodies.
     let resp = t
@@ -95,9 +145,19 @@ async fn amounts_are_exact(db: Db) {
         (json!(25000.00), "major", 2500000, "25000.00"),
         (json!("0.10"), "major", 10, "0.10"),
         (json!(0.3), "major", 30, "0.30"),
-        (json!(123456789012.99), "major", 12345678901299_u64, "123456789012.99"),
+        (
+            json!(123456789012.99),
+            "major",
+            12345678901299_u64,
+            "123456789012.99",
+        ),
         (json!(7), "minor", 7, "0.07"),
-        (json!("99999999999999"), "minor", 99999999999999_u64, "999999999999.99"),
+        (
+            json!("99999999999999"),
+            "minor",
+            99999999999999_u64,
+            "999999999999.99",
+        ),
     ] {
         let mut p = clean_payload();
         p["amount"] = amount.clone();

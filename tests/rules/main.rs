@@ -18,7 +18,11 @@ use aduana_host::{
 fn builtin_rule_fixtures() {
     let rt = common::shared_runtime();
     insta::glob!("../fixtures", "*/*.json", |path| {
-        let rule_id = path.parent().and_then(|p| p.file_name()).and_then(|n| n.to_str()).unwrap();
+        let rule_id = path
+            .parent()
+            .and_then(|p| p.file_name())
+            .and_then(|n| n.to_str())
+            .unwrap();
         let (_, bytes) = BUILTIN_COMPONENTS
             .iter()
             .find(|(id, _)| *id == rule_id)
@@ -29,7 +33,12 @@ fn builtin_rule_fixtures() {
         let mut params = rule.metadata.default_params.clone();
         params.extend(fixture.params.clone());
         let params = serde_json::to_string(&params).unwrap();
-        let run = rt.evaluate(&rule, &fixture.transaction.to_transaction(), &params, &Arc::new(fixture.context.clone()));
+        let run = rt.evaluate(
+            &rule,
+            &fixture.transaction.to_transaction(),
+            &params,
+            &Arc::new(fixture.context.clone()),
+        );
         let output = serde_json::json!({
             "rule": { "id": rule.metadata.id, "version": rule.metadata.version, "digest": rule.digest },
             "fixture": fixture.description,

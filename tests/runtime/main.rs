@@ -34,7 +34,8 @@ fn component_imports(bytes: &[u8]) -> Vec<String> {
     let mut depth = 0;
     for payload in wasmparser::Parser::new(0).parse_all(bytes) {
         match payload.unwrap() {
-            wasmparser::Payload::ModuleSection { .. } | wasmparser::Payload::ComponentSection { .. } => depth += 1,
+            wasmparser::Payload::ModuleSection { .. }
+            | wasmparser::Payload::ComponentSection { .. } => depth += 1,
             wasmparser::Payload::End(_) => depth -= 1,
             wasmparser::Payload::ComponentImportSection(reader) if depth == 0 => {
                 for import in reader {
@@ -59,7 +60,10 @@ fn builtins_import_only_the_rule_interface() {
         let imports = component_imports(bytes);
         assert!(!imports.is_empty(), "{id}: parsed no imports at all");
         for name in &imports {
-            assert!(ALLOWED_IMPORTS.contains(&name.as_str()), "{id} imports {name}");
+            assert!(
+                ALLOWED_IMPORTS.contains(&name.as_str()),
+                "{id} imports {name}"
+            );
             assert!(!name.starts_with("wasi:"), "{id} imports WASI: {name}");
         }
     }
@@ -136,16 +140,27 @@ fn fuel_is_deterministic_and_state_is_fresh() {
     let first = rt.evaluate(&rule, &tx(), "{}", &ctx);
     for _ in 0..20 {
         let again = rt.evaluate(&rule, &tx(), "{}", &ctx);
-        assert_eq!(again.fuel_used, first.fuel_used, "fresh instance, same work");
+        assert_eq!(
+            again.fuel_used, first.fuel_used,
+            "fresh instance, same work"
+        );
     }
 }
 
 #[test]
 fn bad_params_are_a_rule_error() {
     let rt = common::shared_runtime();
-    let (_, bytes) = BUILTIN_COMPONENTS.iter().find(|(id, _)| *id == "cross-border-amount").unwrap();
+    let (_, bytes) = BUILTIN_COMPONENTS
+        .iter()
+        .find(|(id, _)| *id == "cross-border-amount")
+        .unwrap();
     let rule = rt.load(bytes).unwrap();
-    let run = rt.evaluate(&rule, &tx(), r#"{"weight": "heavy"}"#, &Arc::new(ContextSnapshot::default()));
+    let run = rt.evaluate(
+        &rule,
+        &tx(),
+        r#"{"weight": "heavy"}"#,
+        &Arc::new(ContextSnapshot::default()),
+    );
     match run.outcome {
         Outcome::RuleError(r) => assert!(r.starts_with("invalid params"), "{r}"),
         other => panic!("{other:?}"),

@@ -64,7 +64,10 @@ fn request_hash(body: &[u8]) -> String {
             if let (Ok(Probe { amount: Some(raw) }), Some(obj)) =
                 (serde_json::from_slice::<Probe<'_>>(body), v.as_object_mut())
             {
-                obj.insert("amount".into(), Value::String(raw.get().trim_matches('"').to_owned()));
+                obj.insert(
+                    "amount".into(),
+                    Value::String(raw.get().trim_matches('"').to_owned()),
+                );
             }
             obj_remove_idem(&mut v);
             v.to_string()
@@ -128,10 +131,10 @@ fn tenant_pipeline(app: &App, tenant_id: &str, settings: &str) -> Result<Arc<Pip
         return Ok(Arc::clone(&app.default_pipeline));
     };
     let mut cache = app.pipelines.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some((text, compiled)) = cache.get(tenant_id) {
-        if text == settings {
-            return Ok(Arc::clone(compiled));
-        }
+    if let Some((text, compiled)) = cache.get(tenant_id)
+        && text == settings
+    {
+        return Ok(Arc::clone(compiled));
     }
     let cfg: PipelineConfig = serde_json::from_value(cfg.clone())
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("tenant pipeline settings: {e}")))?;
@@ -139,7 +142,10 @@ fn tenant_pipeline(app: &App, tenant_id: &str, settings: &str) -> Result<Arc<Pip
         cfg.compile(|id| app.builtins.get(id).cloned())
             .map_err(|e| ApiError::Internal(anyhow::anyhow!("tenant pipeline: {e}")))?,
     );
-    cache.insert(tenant_id.to_owned(), (settings.to_owned(), Arc::clone(&compiled)));
+    cache.insert(
+        tenant_id.to_owned(),
+        (settings.to_owned(), Arc::clone(&compiled)),
+    );
     Ok(compiled)
 }
 
@@ -165,19 +171,25 @@ async fn assess_payout(
         .transpose()?
         .filter(|k| !k.is_empty());
     if header_key.as_ref().is_some_and(|k| k.len() > 255) {
-        return Err(ApiError::validation("Idempotency-Key", "is longer than 255 characters"));
+        return Err(ApiError::validation(
+            "Idempotency-Key",
+            "is longer than 255 characters",
+        ));
     }
     let idem_key = header_key.or_else(|| input.idempotency_key.clone());
     let hash = request_hash(&body);
     let now = now_ms();
-    if let Some(key) = &idem_key {
-        if let Some(rec) = app.store.idempotency_record(&tenant_id, IDEMPOTENCY_SCOPE, key, now).await? {
-            if rec.request_hash != hash {
-                return Err(ApiError::IdempotencyKeyReused);
-            }
-            tracing::Span::current().record("session_id", rec.session_id.as_str());
-            return Ok(json_response(StatusCode::OK, rec.response, true));
+    if let Some(key) = &idem_key
+        && let Some(rec) = app
+            .store
+            .idempotency_record(&tenant_id, IDEMPOTENCY_SCOPE, key, now)
+            .await?
+    {
+        if rec.request_hash != hash {
+            return Err(ApiError::IdempotencyKeyReused);
         }
+        tracing::Span::current().record("session_id", rec.session_id.as_str());
+        return Ok(json_response(StatusCode::OK, rec.response, true));
     }
 
     let session_id = ids::payout_session_id(now);
@@ -186,10 +198,15 @@ async fn assess_payout(
     let beneficiary_key = input.beneficiary_key();
     let identifiers = input.list_identifiers();
     let (matches, history) = tokio::join!(
-        app.store.list_matches(&tenant_id, "payout", &identifiers, now),
+        app.store
+            .list_matches(&tenant_id, "payout", &identifiers, now),
         async {
             match &beneficiary_key {
-                Some(b) => app.store.beneficiary_history(&tenant_id, &origin_key, b).await,
+                Some(b) => {
+                    app.store
+                        .beneficiary_history(&tenant_id, &origin_key, b)
+                        .await
+                }
                 None => Ok(None),
             }
         }
@@ -209,7 +226,11 @@ async fn assess_payout(
         "flag" => 1,
         _ => 2,
     };
-    list_hits.sort_by(|a, b| rank(&a.severity).cmp(&rank(&b.severity)).then(a.entry_id.cmp(&b.entry_id)));
+    list_hits.sort_by(|a, b| {
+        rank(&a.severity)
+            .cmp(&rank(&b.severity))
+            .then(a.entry_id.cmp(&b.entry_id))
+    });
     let history = history?.map_or_else(HistoryRecord::default, |h| HistoryRecord {
         prior_transfers: u32::try_from(h.transfers).unwrap_or(u32::MAX),
         first_at_ms: Some(h.first_at),
@@ -224,7 +245,11 @@ async fn assess_payout(
         .run(&app.runtime, &tx, &context, warnings)
         .map_err(|_| ApiError::AssessTimeout)?;
 
-    let major = input.money.as_ref().map(|m| m.major_string()).unwrap_or_default();
+    let major = input
+        .money
+        .as_ref()
+        .map(|m| m.major_string())
+        .unwrap_or_default();
     let latency_ms = (started.elapsed().as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0;
     let response = json!({
         "decision": verdict.decision.as_str(),

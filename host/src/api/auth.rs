@@ -78,7 +78,11 @@ impl Auth {
         match self.kind {
             KeyKind::Secret => {}
             KeyKind::Publishable => return Err(ApiError::PublicKeyNotAllowed),
-            KeyKind::Ingest => return Err(ApiError::Unauthorized("ingest keys may only call event ingestion")),
+            KeyKind::Ingest => {
+                return Err(ApiError::Unauthorized(
+                    "ingest keys may only call event ingestion",
+                ));
+            }
         }
         if grants(&self.record.key.permissions, permission) {
             Ok(())
@@ -104,7 +108,8 @@ impl FromRequestParts<App> for Auth {
     async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Self::Rejection> {
         if let Some(q) = parts.uri.query() {
             let lower = q.to_ascii_lowercase();
-            if lower.contains("api_key=") || lower.contains("clm_sk_") || lower.contains("clm_pub_") {
+            if lower.contains("api_key=") || lower.contains("clm_sk_") || lower.contains("clm_pub_")
+            {
                 return Err(ApiError::Unauthorized(
                     "API keys are not accepted in query strings; use the Authorization header",
                 ));
@@ -114,13 +119,18 @@ impl FromRequestParts<App> for Auth {
             .headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .ok_or(ApiError::Unauthorized("missing `Authorization: Bearer <key>` header"))?;
+            .ok_or(ApiError::Unauthorized(
+                "missing `Authorization: Bearer <key>` header",
+            ))?;
         let presented = header
             .strip_prefix("Bearer ")
             .or_else(|| header.strip_prefix("bearer "))
             .map(str::trim)
-            .ok_or(ApiError::Unauthorized("the Authorization header must be `Bearer <key>`"))?;
-        let kind = KeyKind::of_presented(presented).ok_or(ApiError::Unauthorized("invalid API key"))?;
+            .ok_or(ApiError::Unauthorized(
+                "the Authorization header must be `Bearer <key>`",
+            ))?;
+        let kind =
+            KeyKind::of_presented(presented).ok_or(ApiError::Unauthorized("invalid API key"))?;
         let hash = hash_key(presented);
         let record = match app.auth_cache.get(&hash) {
             Some(r) => r,

@@ -23,8 +23,14 @@ use crate::{
 
 pub fn router() -> Router<App> {
     Router::new()
-        .route("/api/v1/blocklists", get(list).post(create).patch(update_compat))
-        .route("/api/v1/blocklists/{id}", patch(update).get(show).delete(remove))
+        .route(
+            "/api/v1/blocklists",
+            get(list).post(create).patch(update_compat),
+        )
+        .route(
+            "/api/v1/blocklists/{id}",
+            patch(update).get(show).delete(remove),
+        )
 }
 
 fn entry_json(e: &BlocklistEntry) -> Value {
@@ -59,7 +65,10 @@ fn check_scope(s: &str) -> Result<(), ApiError> {
     if FLOW_SCOPES.contains(&s) {
         Ok(())
     } else {
-        Err(ApiError::validation("flow_scope", format!("`{s}` is not one of `payin`, `payout`, `all`")))
+        Err(ApiError::validation(
+            "flow_scope",
+            format!("`{s}` is not one of `payin`, `payout`, `all`"),
+        ))
     }
 }
 
@@ -67,12 +76,15 @@ fn check_severity(s: &str) -> Result<(), ApiError> {
     if SEVERITIES.contains(&s) {
         Ok(())
     } else {
-        Err(ApiError::InvalidSeverity(format!("`{s}` is not one of `block`, `flag`, `review`")))
+        Err(ApiError::InvalidSeverity(format!(
+            "`{s}` is not one of `block`, `flag`, `review`"
+        )))
     }
 }
 
 fn parse_expiry(s: &str) -> Result<i64, ApiError> {
-    parse_rfc3339_ms(s).ok_or_else(|| ApiError::validation("expires_at", format!("`{s}` is not an RFC 3339 time")))
+    parse_rfc3339_ms(s)
+        .ok_or_else(|| ApiError::validation("expires_at", format!("`{s}` is not an RFC 3339 time")))
 }
 
 async fn create(
@@ -82,13 +94,22 @@ async fn create(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     auth.require("blocklists:write")?;
     let req: CreateEntry = parse_json(&body)?;
-    let list_type = req.list_type.ok_or_else(|| ApiError::validation("list_type", "is required"))?;
+    let list_type = req
+        .list_type
+        .ok_or_else(|| ApiError::validation("list_type", "is required"))?;
     if !is_list_type(&list_type) {
-        return Err(ApiError::InvalidType(format!("`{list_type}` is not a known list type")));
+        return Err(ApiError::InvalidType(format!(
+            "`{list_type}` is not a known list type"
+        )));
     }
-    let raw = req.value.ok_or_else(|| ApiError::validation("value", "is required"))?;
+    let raw = req
+        .value
+        .ok_or_else(|| ApiError::validation("value", "is required"))?;
     let value = normalize_value(&list_type, &raw).ok_or_else(|| {
-        ApiError::validation("value", format!("`{raw}` is not a valid `{list_type}` value"))
+        ApiError::validation(
+            "value",
+            format!("`{raw}` is not a valid `{list_type}` value"),
+        )
     })?;
     let flow_scope = req.flow_scope.unwrap_or_else(|| "all".to_owned());
     check_scope(&flow_scope)?;
@@ -96,7 +117,10 @@ async fn create(
     check_severity(&severity)?;
     let source = req.source.unwrap_or_else(|| "manual".to_owned());
     if !SOURCES.contains(&source.as_str()) {
-        return Err(ApiError::validation("source", format!("`{source}` is not a known source")));
+        return Err(ApiError::validation(
+            "source",
+            format!("`{source}` is not a known source"),
+        ));
     }
     let expires_at = req.expires_at.as_deref().map(parse_expiry).transpose()?;
     let now = now_ms();
@@ -114,12 +138,15 @@ async fn create(
         created_at: now,
         updated_at: now,
     };
-    app.store.insert_blocklist_entry(&entry).await.map_err(|e| match ApiError::from(e) {
-        ApiError::Duplicate(_) => ApiError::Duplicate(
-            "an entry with this list_type, value and flow_scope already exists".into(),
-        ),
-        other => other,
-    })?;
+    app.store
+        .insert_blocklist_entry(&entry)
+        .await
+        .map_err(|e| match ApiError::from(e) {
+            ApiError::Duplicate(_) => ApiError::Duplicate(
+                "an entry with this list_type, value and flow_scope already exists".into(),
+            ),
+            other => other,
+        })?;
     Ok((StatusCode::CREATED, Json(entry_json(&entry))))
 }
 
@@ -149,10 +176,12 @@ async fn list(
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
     auth.require("blocklists:read")?;
-    if let Some(t) = &q.list_type {
-        if !is_list_type(t) {
-            return Err(ApiError::InvalidType(format!("`{t}` is not a known list type")));
-        }
+    if let Some(t) = &q.list_type
+        && !is_list_type(t)
+    {
+        return Err(ApiError::InvalidType(format!(
+            "`{t}` is not a known list type"
+        )));
     }
     if let Some(s) = &q.flow_scope {
         check_scope(s)?;
@@ -161,13 +190,23 @@ async fn list(
         None => None,
         Some("true") => Some(true),
         Some("false") => Some(false),
-        Some(other) => return Err(ApiError::validation("is_active", format!("`{other}` is not `true` or `false`"))),
+        Some(other) => {
+            return Err(ApiError::validation(
+                "is_active",
+                format!("`{other}` is not `true` or `false`"),
+            ));
+        }
     };
     let limit = match q.limit.as_deref() {
         None => 50,
         Some(l) => match l.parse::<i64>() {
             Ok(n) if (1..=500).contains(&n) => n,
-            _ => return Err(ApiError::validation("limit", "must be an integer from 1 to 500")),
+            _ => {
+                return Err(ApiError::validation(
+                    "limit",
+                    "must be an integer from 1 to 500",
+                ));
+            }
         },
     };
     let filter = BlocklistFilter {
@@ -181,7 +220,11 @@ async fn list(
     let mut rows = app.store.list_blocklist(auth.tenant_id(), &filter).await?;
     let more = rows.len() as i64 > limit;
     rows.truncate(usize::try_from(limit).unwrap_or(50));
-    let next_cursor = if more { rows.last().map(encode_cursor) } else { None };
+    let next_cursor = if more {
+        rows.last().map(encode_cursor)
+    } else {
+        None
+    };
     Ok(Json(json!({
         "data": rows.iter().map(entry_json).collect::<Vec<_>>(),
         "next_cursor": next_cursor,
@@ -224,7 +267,12 @@ struct PatchEntry {
     expires_at: Option<Option<String>>,
 }
 
-async fn apply_patch(app: &App, auth: &Auth, id: &str, req: PatchEntry) -> Result<Json<Value>, ApiError> {
+async fn apply_patch(
+    app: &App,
+    auth: &Auth,
+    id: &str,
+    req: PatchEntry,
+) -> Result<Json<Value>, ApiError> {
     auth.require("blocklists:write")?;
     if let Some(s) = &req.severity {
         check_severity(s)?;
@@ -275,7 +323,10 @@ async fn update_compat(
     Body(body): Body,
 ) -> Result<Json<Value>, ApiError> {
     let req: PatchEntry = parse_json(&body)?;
-    let id = req.id.clone().ok_or_else(|| ApiError::validation("id", "is required"))?;
+    let id = req
+        .id
+        .clone()
+        .ok_or_else(|| ApiError::validation("id", "is required"))?;
     apply_patch(&app, &auth, &id, req).await
 }
 
@@ -285,7 +336,11 @@ async fn remove(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     auth.require_admin()?;
-    if !app.store.delete_blocklist_entry(auth.tenant_id(), &id).await? {
+    if !app
+        .store
+        .delete_blocklist_entry(auth.tenant_id(), &id)
+        .await?
+    {
         return Err(ApiError::NotFound("blocklist entry"));
     }
     Ok(Json(json!({ "id": id, "deleted": true })))

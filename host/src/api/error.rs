@@ -52,24 +52,48 @@ impl ApiError {
 
     fn parts(&self) -> (StatusCode, &'static str, Value) {
         match self {
-            Self::Validation { field, .. } => {
-                (StatusCode::BAD_REQUEST, "VALIDATION_ERROR", json!({ "field": field }))
-            }
-            Self::InvalidType(_) => (StatusCode::BAD_REQUEST, "INVALID_TYPE", json!({"field": "list_type"})),
-            Self::InvalidSeverity(_) => {
-                (StatusCode::BAD_REQUEST, "INVALID_SEVERITY", json!({"field": "severity"}))
-            }
+            Self::Validation { field, .. } => (
+                StatusCode::BAD_REQUEST,
+                "VALIDATION_ERROR",
+                json!({ "field": field }),
+            ),
+            Self::InvalidType(_) => (
+                StatusCode::BAD_REQUEST,
+                "INVALID_TYPE",
+                json!({"field": "list_type"}),
+            ),
+            Self::InvalidSeverity(_) => (
+                StatusCode::BAD_REQUEST,
+                "INVALID_SEVERITY",
+                json!({"field": "severity"}),
+            ),
             Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "UNAUTHORIZED", json!({})),
             Self::Forbidden(p) => (StatusCode::FORBIDDEN, "FORBIDDEN", json!({ "required": p })),
-            Self::PublicKeyNotAllowed => (StatusCode::FORBIDDEN, "PUBLIC_KEY_NOT_ALLOWED", json!({})),
+            Self::PublicKeyNotAllowed => {
+                (StatusCode::FORBIDDEN, "PUBLIC_KEY_NOT_ALLOWED", json!({}))
+            }
             Self::SecretKeyRequired => (StatusCode::FORBIDDEN, "SECRET_KEY_REQUIRED", json!({})),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "NOT_FOUND", json!({})),
             Self::Duplicate(_) => (StatusCode::CONFLICT, "DUPLICATE", json!({})),
-            Self::IdempotencyKeyReused => (StatusCode::CONFLICT, "IDEMPOTENCY_KEY_REUSED", json!({})),
-            Self::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE", json!({"limit_bytes": 65536})),
+            Self::IdempotencyKeyReused => {
+                (StatusCode::CONFLICT, "IDEMPOTENCY_KEY_REUSED", json!({}))
+            }
+            Self::PayloadTooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "PAYLOAD_TOO_LARGE",
+                json!({"limit_bytes": 65536}),
+            ),
             Self::AssessTimeout => (StatusCode::GATEWAY_TIMEOUT, "ASSESS_TIMEOUT", json!({})),
-            Self::NotReady => (StatusCode::SERVICE_UNAVAILABLE, "ASSESS_MAINTENANCE", json!({})),
-            Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", json!({})),
+            Self::NotReady => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ASSESS_MAINTENANCE",
+                json!({}),
+            ),
+            Self::Internal(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "INTERNAL_ERROR",
+                json!({}),
+            ),
         }
     }
 }

@@ -59,7 +59,10 @@ pub async fn create_key(
     rate_limit_per_minute: Option<i64>,
 ) -> Result<Result<CreatedKey, KeyRequestError>, StoreError> {
     let Some(kind) = KeyKind::parse(kind) else {
-        return Ok(Err(("kind", format!("`{kind}` is not one of `secret`, `publishable`, `ingest`"))));
+        return Ok(Err((
+            "kind",
+            format!("`{kind}` is not one of `secret`, `publishable`, `ingest`"),
+        )));
     };
     let permissions = match (role, permissions) {
         (Some(r), None) => match role_permissions(r) {
@@ -67,21 +70,34 @@ pub async fn create_key(
             None => {
                 return Ok(Err((
                     "role",
-                    format!("`{r}` is not one of `admin`, `analyst`, `compliance_officer`, `integration`"),
+                    format!(
+                        "`{r}` is not one of `admin`, `analyst`, `compliance_officer`, `integration`"
+                    ),
                 )));
             }
         },
         (None, Some(p)) => {
-            if let Some(bad) = p.iter().find(|x| *x != "*" && !PERMISSIONS.contains(&x.as_str())) {
+            if let Some(bad) = p
+                .iter()
+                .find(|x| *x != "*" && !PERMISSIONS.contains(&x.as_str()))
+            {
                 return Ok(Err(("permissions", format!("unknown permission `{bad}`"))));
             }
             p
         }
-        (Some(_), Some(_)) => return Ok(Err(("role", "give `role` or `permissions`, not both".into()))),
+        (Some(_), Some(_)) => {
+            return Ok(Err((
+                "role",
+                "give `role` or `permissions`, not both".into(),
+            )));
+        }
         (None, None) => return Ok(Err(("role", "is required (or `permissions`)".into()))),
     };
     if rate_limit_per_minute.is_some_and(|r| r < 0) {
-        return Ok(Err(("rate_limit_per_minute", "must not be negative".into())));
+        return Ok(Err((
+            "rate_limit_per_minute",
+            "must not be negative".into(),
+        )));
     }
     let secret = api_key_secret(kind.prefix());
     let record = NewApiKey {
@@ -147,7 +163,9 @@ async fn create(
 async fn list(State(app): State<App>, auth: Auth) -> Result<Json<Value>, ApiError> {
     auth.require("keys:write")?;
     let keys = app.store.list_keys(auth.tenant_id()).await?;
-    Ok(Json(json!({ "data": keys.iter().map(key_json).collect::<Vec<_>>() })))
+    Ok(Json(
+        json!({ "data": keys.iter().map(key_json).collect::<Vec<_>>() }),
+    ))
 }
 
 async fn revoke(
@@ -156,7 +174,11 @@ async fn revoke(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     auth.require("keys:write")?;
-    if !app.store.revoke_key(auth.tenant_id(), &id, now_ms()).await? {
+    if !app
+        .store
+        .revoke_key(auth.tenant_id(), &id, now_ms())
+        .await?
+    {
         return Err(ApiError::NotFound("key"));
     }
     Ok(Json(json!({ "id": id, "revoked": true })))

@@ -32,7 +32,9 @@ struct MakeId;
 
 impl MakeRequestId for MakeId {
     fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
-        HeaderValue::from_str(&object_id("req")).ok().map(RequestId::new)
+        HeaderValue::from_str(&object_id("req"))
+            .ok()
+            .map(RequestId::new)
     }
 }
 

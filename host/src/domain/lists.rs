@@ -4,7 +4,13 @@
 use std::net::IpAddr;
 
 /// Payout identifier list types.
-pub const PAYOUT_TYPES: &[&str] = &["clabe", "iban", "account_hash", "swift_bic", "beneficiary_id"];
+pub const PAYOUT_TYPES: &[&str] = &[
+    "clabe",
+    "iban",
+    "account_hash",
+    "swift_bic",
+    "beneficiary_id",
+];
 /// Pay-in list types.
 pub const PAYIN_TYPES: &[&str] = &[
     "email",
@@ -20,7 +26,14 @@ pub const PAYIN_TYPES: &[&str] = &[
 ];
 pub const FLOW_SCOPES: &[&str] = &["payin", "payout", "all"];
 pub const SEVERITIES: &[&str] = &["block", "flag", "review"];
-pub const SOURCES: &[&str] = &["manual", "rule", "fraud_report", "chargeback", "api", "network"];
+pub const SOURCES: &[&str] = &[
+    "manual",
+    "rule",
+    "fraud_report",
+    "chargeback",
+    "api",
+    "network",
+];
 
 /// Whether `t` is a known list type.
 pub fn is_list_type(t: &str) -> bool {
@@ -78,11 +91,23 @@ mod tests {
 
     #[test]
     fn normalizes() {
-        assert_eq!(normalize_value("clabe", " 0121 8000-1234567890 ").as_deref(), Some("012180001234567890"));
-        assert_eq!(normalize_value("iban", "de89 3704 0044").as_deref(), Some("DE8937040044"));
-        assert_eq!(normalize_value("email", " A@B.com").as_deref(), Some("a@b.com"));
-        assert_eq!(normalize_value("ip_address", "::ffff:0:1").is_some(), true);
-        assert_eq!(normalize_value("ip_range", "10.1.2.3/8").as_deref(), Some("10.0.0.0/8"));
+        assert_eq!(
+            normalize_value("clabe", " 0121 8000-1234567890 ").as_deref(),
+            Some("012180001234567890")
+        );
+        assert_eq!(
+            normalize_value("iban", "de89 3704 0044").as_deref(),
+            Some("DE8937040044")
+        );
+        assert_eq!(
+            normalize_value("email", " A@B.com").as_deref(),
+            Some("a@b.com")
+        );
+        assert!(normalize_value("ip_address", "::ffff:0:1").is_some());
+        assert_eq!(
+            normalize_value("ip_range", "10.1.2.3/8").as_deref(),
+            Some("10.0.0.0/8")
+        );
         assert_eq!(normalize_value("ip_address", "nope"), None);
         assert_eq!(normalize_value("clabe", "   "), None);
     }

@@ -70,7 +70,10 @@ impl Money {
     ) -> Result<Self, AmountError> {
         let raw = raw_json.trim();
         let text = if let Some(inner) = raw.strip_prefix('"') {
-            inner.strip_suffix('"').ok_or(AmountError::NotANumber)?.trim()
+            inner
+                .strip_suffix('"')
+                .ok_or(AmountError::NotANumber)?
+                .trim()
         } else {
             raw
         };

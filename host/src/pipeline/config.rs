@@ -136,7 +136,8 @@ impl PipelineConfig {
         }
         let mut steps = Vec::new();
         for s in self.rules.iter().filter(|s| s.enabled) {
-            let rule = lookup(&s.rule_id).ok_or_else(|| ConfigError::UnknownRule(s.rule_id.clone()))?;
+            let rule =
+                lookup(&s.rule_id).ok_or_else(|| ConfigError::UnknownRule(s.rule_id.clone()))?;
             let mut params = rule.metadata.default_params.clone();
             for (k, v) in &s.params {
                 params.insert(k.clone(), v.clone());

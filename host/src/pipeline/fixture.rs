@@ -78,7 +78,11 @@ impl FixtureTransaction {
     pub fn to_transaction(&self) -> Transaction {
         let b = &self.beneficiary;
         Transaction {
-            flow: if self.flow == "payin" { Flow::Payin } else { Flow::Payout },
+            flow: if self.flow == "payin" {
+                Flow::Payin
+            } else {
+                Flow::Payout
+            },
             amount: Amount {
                 minor: self.amount_minor,
                 currency: self.currency.clone(),
@@ -157,7 +161,12 @@ impl FixtureOutput {
                 })
                 .unwrap_or_default(),
             warnings: eval
-                .map(|e| e.warnings.iter().map(|w| (w.field.clone(), w.message.clone())).collect())
+                .map(|e| {
+                    e.warnings
+                        .iter()
+                        .map(|w| (w.field.clone(), w.message.clone()))
+                        .collect()
+                })
                 .unwrap_or_default(),
         }
     }

@@ -11,10 +11,8 @@ use std::{sync::Arc, time::Instant};
 
 use serde::Serialize;
 
+use crate::runtime::{self, ContextSnapshot, LoadedRule, Outcome, Runtime, Transaction};
 pub use config::{OnError, PipelineConfig, StepConfig, Thresholds};
-use crate::runtime::{
-    self, ContextSnapshot, LoadedRule, Outcome, Runtime, Transaction,
-};
 
 /// A warning about the input, returned in `field_warnings`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -202,7 +200,10 @@ impl Pipeline {
         let (decision, risk_score) = if blocked_by.is_some() {
             (Decision::Decline, 100)
         } else {
-            let sum: u32 = signals.iter().map(|s| s.weight).fold(0, u32::saturating_add);
+            let sum: u32 = signals
+                .iter()
+                .map(|s| s.weight)
+                .fold(0, u32::saturating_add);
             let score = sum.min(100);
             (self.thresholds.decide(score).max(floor), score)
         };

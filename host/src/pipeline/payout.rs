@@ -125,7 +125,12 @@ fn country(field: &str, v: Option<String>) -> Result<Option<String>, Invalid> {
         None => Ok(None),
         Some(c) => Country::parse(&c)
             .map(|c| Some(c.into_string()))
-            .ok_or_else(|| invalid(field, format!("`{c}` is not an ISO 3166-1 alpha-2 country code"))),
+            .ok_or_else(|| {
+                invalid(
+                    field,
+                    format!("`{c}` is not an ISO 3166-1 alpha-2 country code"),
+                )
+            }),
     }
 }
 
@@ -154,13 +159,19 @@ pub fn parse(body: &[u8], max_major: Decimal) -> Result<(PayoutInput, Vec<FieldW
 
     let currency_code = clean(wire.currency).ok_or_else(|| invalid("currency", "is required"))?;
     let currency = Currency::parse(&currency_code).ok_or_else(|| {
-        invalid("currency", format!("`{currency_code}` is not an ISO 4217 currency"))
+        invalid(
+            "currency",
+            format!("`{currency_code}` is not an ISO 4217 currency"),
+        )
     })?;
     let unit = match wire.amount_unit.as_deref().map(str::trim) {
         None | Some("minor") => AmountUnit::Minor,
         Some("major") => AmountUnit::Major,
         Some(other) => {
-            return Err(invalid("amount_unit", format!("`{other}` is not one of `minor`, `major`")));
+            return Err(invalid(
+                "amount_unit",
+                format!("`{other}` is not one of `minor`, `major`"),
+            ));
         }
     };
     let raw = probe
@@ -298,10 +309,16 @@ impl PayoutInput {
         if let Some(v) = b.iban.as_deref().and_then(|v| normalize_value("iban", v)) {
             return Some(format!("iban:{v}"));
         }
-        if let Some(v) = b.account_hash.as_deref().and_then(|v| normalize_value("account_hash", v)) {
+        if let Some(v) = b
+            .account_hash
+            .as_deref()
+            .and_then(|v| normalize_value("account_hash", v))
+        {
             return Some(format!("hash:{v}"));
         }
-        b.name.as_ref().map(|n| format!("name:{}", n.to_lowercase()))
+        b.name
+            .as_ref()
+            .map(|n| format!("name:{}", n.to_lowercase()))
     }
 
     /// (list type, normalized value) of every identifier the blocklist rule

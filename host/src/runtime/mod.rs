@@ -189,7 +189,9 @@ pub struct Runtime {
 
 impl std::fmt::Debug for Runtime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Runtime").field("limits", &self.limits).finish()
+        f.debug_struct("Runtime")
+            .field("limits", &self.limits)
+            .finish()
     }
 }
 
@@ -361,7 +363,9 @@ fn describe_failure(e: &wasmtime::Error, store: &Store<RuleState>) -> String {
         Some(Trap::OutOfFuel) => "fuel budget exhausted".to_owned(),
         Some(Trap::Interrupt) => "deadline exceeded".to_owned(),
         Some(Trap::StackOverflow) => "stack overflow".to_owned(),
-        Some(Trap::UnreachableCodeReached) => "trap: unreachable (the rule panicked or aborted)".to_owned(),
+        Some(Trap::UnreachableCodeReached) => {
+            "trap: unreachable (the rule panicked or aborted)".to_owned()
+        }
         Some(trap) => format!("trap: {trap}"),
         None => format!("failed: {}", output::clip(&format!("{e:#}"))),
     }

@@ -129,7 +129,11 @@ impl Store {
             if i > 0 {
                 sql.push_str(" OR ");
             }
-            sql.push_str(&format!("(list_type = ${} AND value = ${})", 4 + 2 * i, 5 + 2 * i));
+            sql.push_str(&format!(
+                "(list_type = ${} AND value = ${})",
+                4 + 2 * i,
+                5 + 2 * i
+            ));
         }
         sql.push(')');
         let mut q = sqlx::query(&sql).bind(tenant_id).bind(now).bind(flow);
@@ -176,7 +180,10 @@ impl Store {
 
     /// Commits the assessment, its idempotency record, history update and
     /// outbox row together, or nothing at all.
-    pub async fn commit_assessment(&self, a: &AssessmentWrite) -> Result<CommitOutcome, StoreError> {
+    pub async fn commit_assessment(
+        &self,
+        a: &AssessmentWrite,
+    ) -> Result<CommitOutcome, StoreError> {
         let mut tx = self.writer.begin().await?;
         if let Some((scope, key, hash)) = &a.idempotency {
             sqlx::query(
@@ -306,10 +313,12 @@ impl Store {
             "idempotency_keys" => "idempotency_keys",
             other => return Err(StoreError::Corrupt(format!("unknown table `{other}`"))),
         };
-        let row = sqlx::query(&format!("SELECT COUNT(*) AS n FROM {table} WHERE tenant_id = $1"))
-            .bind(tenant_id)
-            .fetch_one(&self.pool)
-            .await?;
+        let row = sqlx::query(&format!(
+            "SELECT COUNT(*) AS n FROM {table} WHERE tenant_id = $1"
+        ))
+        .bind(tenant_id)
+        .fetch_one(&self.pool)
+        .await?;
         Ok(row.try_get("n")?)
     }
 }

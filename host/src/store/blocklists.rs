@@ -208,7 +208,11 @@ impl Store {
     }
 
     /// Deletes an entry of `tenant_id`; `false` if there is none.
-    pub async fn delete_blocklist_entry(&self, tenant_id: &str, id: &str) -> Result<bool, StoreError> {
+    pub async fn delete_blocklist_entry(
+        &self,
+        tenant_id: &str,
+        id: &str,
+    ) -> Result<bool, StoreError> {
         let done = sqlx::query("DELETE FROM blocklist_entries WHERE tenant_id = $1 AND id = $2")
             .bind(tenant_id)
             .bind(id)

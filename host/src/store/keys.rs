@@ -122,12 +122,20 @@ impl Store {
         let sql = format!(
             "SELECT {KEY_COLUMNS} FROM api_keys k WHERE k.tenant_id = $1 ORDER BY k.created_at, k.id"
         );
-        let rows = sqlx::query(&sql).bind(tenant_id).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(&sql)
+            .bind(tenant_id)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(key_from_row).collect()
     }
 
     /// Revokes a key of `tenant_id`; `false` if there is no such active key.
-    pub async fn revoke_key(&self, tenant_id: &str, id: &str, now: i64) -> Result<bool, StoreError> {
+    pub async fn revoke_key(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "UPDATE api_keys SET revoked_at = $1 WHERE tenant_id = $2 AND id = $3 AND revoked_at IS NULL",
         )

@@ -35,7 +35,11 @@ impl Rule for FirstBeneficiary {
             "first transfer from this origin to this beneficiary",
         )
         .flow(Flow::Payout)
-        .signal(CODE, 15, "first transfer from this origin to this beneficiary")
+        .signal(
+            CODE,
+            15,
+            "first transfer from this origin to this beneficiary",
+        )
     }
 
     fn evaluate(

@@ -25,9 +25,27 @@ pub struct Params {
 impl Default for Params {
     fn default() -> Self {
         let generic = [
-            "api", "system", "admin", "administrator", "root", "service", "automation", "auto",
-            "bot", "batch", "cron", "scheduler", "default", "unknown", "none", "null", "n/a",
-            "test", "user", "core", "integration",
+            "api",
+            "system",
+            "admin",
+            "administrator",
+            "root",
+            "service",
+            "automation",
+            "auto",
+            "bot",
+            "batch",
+            "cron",
+            "scheduler",
+            "default",
+            "unknown",
+            "none",
+            "null",
+            "n/a",
+            "test",
+            "user",
+            "core",
+            "integration",
         ];
         Self {
             invalid_account_weight: 25,
@@ -39,6 +57,8 @@ impl Default for Params {
 
 /// The rule.
 pub struct PayoutIntegrity;
+
+type Check = fn(&str) -> Result<(), IdentError>;
 
 const INVALID: &str = "payout_invalid_beneficiary_account";
 const UNATTRIBUTED: &str = "payout_unattributed_initiator";
@@ -52,7 +72,11 @@ impl Rule for PayoutIntegrity {
             "beneficiary account identifiers and initiator attribution",
         )
         .flow(Flow::Payout)
-        .signal(INVALID, 25, "beneficiary account fails its format or check digit")
+        .signal(
+            INVALID,
+            25,
+            "beneficiary account fails its format or check digit",
+        )
         .signal(UNATTRIBUTED, 10, "payout initiator missing or generic")
     }
 
@@ -63,7 +87,7 @@ impl Rule for PayoutIntegrity {
     ) -> Result<Evaluation, RuleError> {
         let mut out = Evaluation::new();
         let b = &tx.beneficiary;
-        let checks: [(&str, &Option<String>, fn(&str) -> Result<(), IdentError>); 3] = [
+        let checks: [(&str, &Option<String>, Check); 3] = [
             ("clabe", &b.clabe, check_clabe),
             ("iban", &b.iban, check_iban),
             ("swift_bic", &b.swift_bic, check_bic),
@@ -83,7 +107,12 @@ impl Rule for PayoutIntegrity {
         let initiator = tx.payout.initiated_by.as_deref().map(str::trim);
         let generic = match initiator {
             None | Some("") => Some("payout.initiated_by is missing".to_owned()),
-            Some(i) if params.generic_initiators.iter().any(|g| g.eq_ignore_ascii_case(i)) => {
+            Some(i)
+                if params
+                    .generic_initiators
+                    .iter()
+                    .any(|g| g.eq_ignore_ascii_case(i)) =>
+            {
                 Some(format!("payout.initiated_by `{i}` names no person"))
             }
             Some(_) => None,

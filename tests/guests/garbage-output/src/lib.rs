@@ -3,18 +3,31 @@
 //! Misbehaves on purpose; the runtime tests assert the host contains it.
 use aduana_guest_sdk::prelude::*;
 
-struct Hostile;
+/// The misbehaving rule.
+pub struct Hostile;
 
 impl Rule for Hostile {
     type Params = NoParams;
 
     fn describe() -> aduana_guest_sdk::Description {
-        aduana_guest_sdk::Description::new("hostile-garbage-output", "returns a signal with an invalid code and weight").flow(Flow::Payout)
+        aduana_guest_sdk::Description::new(
+            "hostile-garbage-output",
+            "returns a signal with an invalid code and weight",
+        )
+        .flow(Flow::Payout)
     }
 
-    fn evaluate(tx: &Transaction, _: &NoParams, _ctx: &dyn Context) -> Result<Evaluation, RuleError> {
+    fn evaluate(
+        tx: &Transaction,
+        _: &NoParams,
+        _ctx: &dyn Context,
+    ) -> Result<Evaluation, RuleError> {
         let mut out = Evaluation::new();
-        out.fire("NOT A CODE!", 4_000_000_000 + (tx.amount.minor % 2) as u32, "");
+        out.fire(
+            "NOT A CODE!",
+            4_000_000_000 + (tx.amount.minor % 2) as u32,
+            "",
+        );
         Ok(out)
     }
 }

@@ -3,16 +3,25 @@
 //! Misbehaves on purpose; the runtime tests assert the host contains it.
 use aduana_guest_sdk::prelude::*;
 
-struct Hostile;
+/// The misbehaving rule.
+pub struct Hostile;
 
 impl Rule for Hostile {
     type Params = NoParams;
 
     fn describe() -> aduana_guest_sdk::Description {
-        aduana_guest_sdk::Description::new("hostile-oversized-output", "returns hundreds of oversized signals").flow(Flow::Payout)
+        aduana_guest_sdk::Description::new(
+            "hostile-oversized-output",
+            "returns hundreds of oversized signals",
+        )
+        .flow(Flow::Payout)
     }
 
-    fn evaluate(tx: &Transaction, _: &NoParams, _ctx: &dyn Context) -> Result<Evaluation, RuleError> {
+    fn evaluate(
+        tx: &Transaction,
+        _: &NoParams,
+        _ctx: &dyn Context,
+    ) -> Result<Evaluation, RuleError> {
         let mut out = Evaluation::new();
         let description = "x".repeat(600 + (tx.amount.minor % 2) as usize);
         for _ in 0..200 {

@@ -3,16 +3,23 @@
 //! Misbehaves on purpose; the runtime tests assert the host contains it.
 use aduana_guest_sdk::prelude::*;
 
-struct Hostile;
+/// The misbehaving rule.
+pub struct Hostile;
 
 impl Rule for Hostile {
     type Params = NoParams;
 
     fn describe() -> aduana_guest_sdk::Description {
-        aduana_guest_sdk::Description::new("hostile-panic", "panics (a trap in Wasm)").flow(Flow::Payout)
+        aduana_guest_sdk::Description::new("hostile-panic", "panics (a trap in Wasm)")
+            .flow(Flow::Payout)
     }
 
-    fn evaluate(tx: &Transaction, _: &NoParams, _ctx: &dyn Context) -> Result<Evaluation, RuleError> {
+    fn evaluate(
+        tx: &Transaction,
+        _: &NoParams,
+        _ctx: &dyn Context,
+    ) -> Result<Evaluation, RuleError> {
+        #[expect(clippy::panic, reason = "this guest exists to panic")]
         if tx.amount.minor < u64::MAX {
             panic!("rule author bug");
         }
