@@ -58,7 +58,17 @@ struct Setup {
 }
 
 fn setup() -> Setup {
-    let runtime = Runtime::new(RuntimeLimits::default()).unwrap();
+    let mut limits = RuntimeLimits::default();
+    if let Some(k) = std::env::var("ADUANA_BENCH_KEEP_RESIDENT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        limits.keep_resident_bytes = k;
+    }
+    if let Ok(v) = std::env::var("ADUANA_BENCH_COW") {
+        limits.memory_init_cow = v == "1";
+    }
+    let runtime = Runtime::new(limits).unwrap();
     let loaded: HashMap<String, _> = BUILTIN_COMPONENTS
         .iter()
         .map(|(id, bytes)| ((*id).to_owned(), runtime.load(bytes).unwrap()))

@@ -60,9 +60,14 @@ fn payload(i: u64) -> String {
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
-    let host_ok = args.url.starts_with("http://127.") || args.url.starts_with("http://localhost") || args.url.starts_with("http://[::1]");
+    let host_ok = args.url.starts_with("http://127.")
+        || args.url.starts_with("http://localhost")
+        || args.url.starts_with("http://[::1]");
     assert!(host_ok, "loadgen only targets loopback addresses");
-    let client = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency * 2).build().unwrap();
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency * 2)
+        .build()
+        .unwrap();
     let url = format!("{}/api/v1/assess/payout", args.url);
     let latencies = Arc::new(Mutex::new(Vec::<Duration>::with_capacity(1 << 20)));
     let errors = Arc::new(AtomicU64::new(0));

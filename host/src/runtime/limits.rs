@@ -16,6 +16,13 @@ pub struct RuntimeLimits {
     pub stack_bytes: usize,
     /// Concurrent instances the pooling allocator reserves.
     pub pool_instances: u32,
+    /// Bytes of each linear memory reset with `memset` (kept resident)
+    /// rather than `madvise` when an instance slot is reused.
+    pub keep_resident_bytes: usize,
+    /// Map memory images copy-on-write (`true`) or copy and `memset`
+    /// (`false`; no virtual-memory calls, hence no cross-core TLB flushes,
+    /// when `keep_resident_bytes` covers the memory).
+    pub memory_init_cow: bool,
 }
 
 impl Default for RuntimeLimits {
@@ -27,6 +34,8 @@ impl Default for RuntimeLimits {
             memory_bytes: 16 << 20,
             stack_bytes: 512 << 10,
             pool_instances: 256,
+            keep_resident_bytes: 256 << 10,
+            memory_init_cow: true,
         }
     }
 }

@@ -209,14 +209,15 @@ impl Runtime {
             .max_tables_per_component(4)
             .max_component_instance_size(1 << 20)
             .table_elements(20_000)
-            .linear_memory_keep_resident(64 << 10);
+            .linear_memory_keep_resident(limits.keep_resident_bytes)
+            .table_keep_resident(limits.keep_resident_bytes);
         let mut config = Config::new();
         config
             .wasm_component_model(true)
             .concurrency_support(false)
             .consume_fuel(true)
             .epoch_interruption(true)
-            .memory_init_cow(true)
+            .memory_init_cow(limits.memory_init_cow)
             .max_wasm_stack(limits.stack_bytes)
             .cranelift_opt_level(OptLevel::Speed)
             .cranelift_nan_canonicalization(true)
