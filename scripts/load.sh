@@ -27,7 +27,7 @@ run_backend() {
     db_url="${PG_ADMIN%/*}/$db_name"
   fi
   export ADUANA_DATA_DIR="$dir/data" DATABASE_URL="$db_url" ADUANA_LOG=warn
-  key="$($BIN tenant create --name "Load $backend" --type banco --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["api_key"])')"
+  key="$($BIN tenant create --name "Load $backend" --type banco --rate-limit-per-minute unlimited --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["api_key"])')"
   ADUANA_LISTEN="127.0.0.1:$PORT" $BIN serve & local pid=$!
   for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/api/v1/health/ready" >/dev/null && break; sleep 0.1; done
   $LOADGEN --url "http://127.0.0.1:$PORT" --key "$key" --seconds 3 --concurrency 16 --label "$backend warm-up" >/dev/null

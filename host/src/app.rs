@@ -34,6 +34,7 @@ pub struct App {
     /// settings text they were compiled from.
     pub(crate) pipelines: Arc<Mutex<PipelineCache>>,
     pub(crate) auth_cache: Arc<crate::api::auth::AuthCache>,
+    pub(crate) rate_limits: Arc<crate::api::ratelimit::RateLimits>,
 }
 
 impl std::fmt::Debug for App {
@@ -91,6 +92,7 @@ impl App {
             default_pipeline: Arc::new(default_pipeline),
             pipelines: Arc::default(),
             auth_cache: Arc::default(),
+            rate_limits: Arc::default(),
         })
     }
 

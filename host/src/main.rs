@@ -2,7 +2,7 @@
 
 use aduana_host::{
     App, Config,
-    api::keys::create_key,
+    api::keys::{KeyRequest, create_key},
     domain::{ids::object_id, now_ms},
     store::{Store, Tenant},
 };
@@ -47,6 +47,9 @@ enum TenantCommand {
         name: String,
         #[arg(long = "type", value_parser = ["banco", "psp", "comercio"])]
         organization_type: String,
+        /// Per-minute limit of the admin key: a number or `unlimited` (default 100).
+        #[arg(long, value_parser = parse_rate)]
+        rate_limit_per_minute: Option<Option<i64>>,
         /// Print one JSON line `{"tenant_id", "api_key"}`.
         #[arg(long)]
         json: bool,
@@ -65,9 +68,22 @@ enum KeyCommand {
         kind: String,
         #[arg(long)]
         name: Option<String>,
+        /// A number or `unlimited` (default 100).
+        #[arg(long, value_parser = parse_rate)]
+        rate_limit_per_minute: Option<Option<i64>>,
         #[arg(long)]
         json: bool,
     },
+}
+
+fn parse_rate(s: &str) -> Result<Option<i64>, String> {
+    if s == "unlimited" {
+        return Ok(None);
+    }
+    match s.parse::<i64>() {
+        Ok(n) if n >= 1 => Ok(Some(n)),
+        _ => Err(format!("`{s}` is not a positive number or `unlimited`")),
+    }
 }
 
 fn init_tracing() {
@@ -112,6 +128,7 @@ async fn main() -> anyhow::Result<()> {
                 TenantCommand::Create {
                     name,
                     organization_type,
+                    rate_limit_per_minute,
                     json,
                 },
         } => {
@@ -124,17 +141,15 @@ async fn main() -> anyhow::Result<()> {
                 created_at: now_ms(),
             };
             store.create_tenant(&tenant).await?;
-            let key = create_key(
-                &store,
-                &tenant.id,
-                Some("admin (created by CLI)".into()),
-                "secret",
-                Some("admin"),
-                None,
-                None,
-            )
-            .await?
-            .map_err(|(field, msg)| anyhow::anyhow!("{field}: {msg}"))?;
+            let request = KeyRequest {
+                name: Some("admin (created by CLI)".into()),
+                role: Some("admin".into()),
+                rate_limit_per_minute,
+                ..KeyRequest::default()
+            };
+            let key = create_key(&store, &tenant.id, request)
+                .await?
+                .map_err(|(field, msg)| anyhow::anyhow!("{field}: {msg}"))?;
             store.close().await;
             if json {
                 println!(
@@ -155,6 +170,7 @@ async fn main() -> anyhow::Result<()> {
                     role,
                     kind,
                     name,
+                    rate_limit_per_minute,
                     json,
                 },
         } => {
@@ -162,7 +178,14 @@ async fn main() -> anyhow::Result<()> {
             if store.tenant(&tenant).await?.is_none() {
                 anyhow::bail!("no tenant `{tenant}`");
             }
-            let key = create_key(&store, &tenant, name, &kind, Some(&role), None, None)
+            let request = KeyRequest {
+                name,
+                role: Some(role.clone()),
+                kind: Some(kind.clone()),
+                rate_limit_per_minute,
+                ..KeyRequest::default()
+            };
+            let key = create_key(&store, &tenant, request)
                 .await?
                 .map_err(|(field, msg)| anyhow::anyhow!("{field}: {msg}"))?;
             store.close().await;

@@ -14,7 +14,7 @@ use std::{
 
 use aduana_host::{
     App, Config,
-    api::keys::create_key,
+    api::keys::{KeyRequest, create_key},
     builtins::COMPONENTS_DIR,
     domain::{ids::object_id, now_ms},
     runtime::{Runtime, RuntimeLimits},
@@ -94,6 +94,17 @@ pub fn drop_pg_database(name: String) {
     .join();
 }
 
+/// Test keys are unlimited, so suites never trip the default rate limit;
+/// the rate-limit test sets its own.
+pub fn key_request(kind: &str, role: &str) -> KeyRequest {
+    KeyRequest {
+        kind: Some(kind.to_owned()),
+        role: Some(role.to_owned()),
+        rate_limit_per_minute: Some(None),
+        ..KeyRequest::default()
+    }
+}
+
 /// A running app on a fresh database.
 pub struct TestApp {
     pub db: Db,
@@ -168,18 +179,10 @@ impl TestApp {
             created_at: now_ms(),
         };
         self.app.store.create_tenant(&t).await.expect("tenant");
-        let key = create_key(
-            &self.app.store,
-            &t.id,
-            None,
-            "secret",
-            Some("admin"),
-            None,
-            None,
-        )
-        .await
-        .expect("store")
-        .expect("valid key request");
+        let key = create_key(&self.app.store, &t.id, key_request("secret", "admin"))
+            .await
+            .expect("store")
+            .expect("valid key request");
         TestTenant {
             id: t.id,
             key: key.api_key,
@@ -188,19 +191,11 @@ impl TestApp {
 
     /// Creates another key for `tenant`.
     pub async fn key(&self, tenant: &TestTenant, kind: &str, role: &str) -> String {
-        create_key(
-            &self.app.store,
-            &tenant.id,
-            None,
-            kind,
-            Some(role),
-            None,
-            None,
-        )
-        .await
-        .expect("store")
-        .expect("valid key request")
-        .api_key
+        create_key(&self.app.store, &tenant.id, key_request(kind, role))
+            .await
+            .expect("store")
+            .expect("valid key request")
+            .api_key
     }
 
     pub async fn request(

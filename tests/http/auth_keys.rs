@@ -151,4 +151,73 @@ async fn key_management(db: Db) {
     assert_eq!(s, 404, "revoking twice");
 }
 
-crate::both_backends!(authentication_errors, key_management);
+async fn rate_limits_per_key(db: Db) {
+    let t = TestApp::start(db).await;
+    let a = t.tenant().await;
+    let (s, created) = t
+        .post(
+            "/api/v1/keys",
+            &a.key,
+            &json!({"role": "integration", "rate_limit_per_minute": 3}),
+        )
+        .await;
+    assert_eq!(s, 201, "{created}");
+    let limited = created["api_key"].as_str().unwrap().to_owned();
+    for _ in 0..3 {
+        let (s, _) = t.assess(&limited, &clean_payload()).await;
+        assert_eq!(s, 200);
+    }
+    let (s, v, headers) = t
+        .request(
+            Method::POST,
+            "/api/v1/assess/payout",
+            Some(&limited),
+            Some(&clean_payload()),
+        )
+        .await;
+    assert_eq!(
+        (s.as_u16(), v["error"]["code"].as_str()),
+        (429, Some("RATE_LIMITED"))
+    );
+    for h in [
+        "retry-after",
+        "x-ratelimit-limit",
+        "x-ratelimit-remaining",
+        "x-ratelimit-reset",
+    ] {
+        assert!(headers.contains_key(h), "missing {h}");
+    }
+    assert_eq!(headers["x-ratelimit-limit"], "3");
+    let retry: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=20).contains(&retry), "{retry}");
+    // Another key of the same tenant is not affected; the rejected request wrote nothing.
+    let (s, _) = t.assess(&a.key, &clean_payload()).await;
+    assert_eq!(s, 200);
+    assert_eq!(t.count("assessments", &a).await, 4);
+    // The default for new keys is 100 per minute; null means unlimited.
+    let (_, d) = t
+        .post("/api/v1/keys", &a.key, &json!({"role": "integration"}))
+        .await;
+    assert_eq!(d["rate_limit_per_minute"], 100);
+    let (_, u) = t
+        .post(
+            "/api/v1/keys",
+            &a.key,
+            &json!({"role": "integration", "rate_limit_per_minute": null}),
+        )
+        .await;
+    assert_eq!(u["rate_limit_per_minute"], serde_json::Value::Null);
+    let (s, v) = t
+        .post(
+            "/api/v1/keys",
+            &a.key,
+            &json!({"role": "integration", "rate_limit_per_minute": 0}),
+        )
+        .await;
+    assert_eq!(
+        (s.as_u16(), v["error"]["details"]["field"].as_str()),
+        (400, Some("rate_limit_per_minute"))
+    );
+}
+
+crate::both_backends!(authentication_errors, key_management, rate_limits_per_key);

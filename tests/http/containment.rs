@@ -125,6 +125,24 @@ async fn hostile_rules_are_contained(db: Db) {
     let (_, v) = t.assess(&a.key, &clean_payload()).await;
     assert_eq!(v["decision"], "decline", "{v}");
     assert_eq!(v["blocked_by"], "rule_error:hostile-infinite-loop");
+    // A pipeline past its deadline answers 504 ASSESS_TIMEOUT and writes nothing.
+    let settings = json!({"pipeline": {"payout": {"deadline_ms": 1, "rules": [
+        {"rule_id": "hostile-infinite-loop"}, {"rule_id": "hostile-infinite-loop"}
+    ]}}});
+    t.app
+        .store
+        .set_tenant_settings(&a.id, &settings.to_string())
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let before = t.count("assessments", &a).await;
+    let (s, v) = t.assess(&a.key, &clean_payload()).await;
+    assert_eq!(
+        (s.as_u16(), v["error"]["code"].as_str()),
+        (504, Some("ASSESS_TIMEOUT")),
+        "{v}"
+    );
+    assert_eq!(t.count("assessments", &a).await, before);
     // Tenant B never ran any of A's rules.
     let (_, v) = t.assess(&b.key, &clean_payload()).await;
     assert_eq!(v["decision"], "approve");

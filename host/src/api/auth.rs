@@ -91,14 +91,12 @@ impl Auth {
         }
     }
 
-    /// Requires a secret key with the `admin` role (or `*`).
+    /// Requires a secret key with every permission (the `admin` role).
     pub fn require_admin(&self) -> Result<(), ApiError> {
-        self.require("*")?;
-        if self.record.key.permissions.iter().any(|p| p == "*") {
-            Ok(())
-        } else {
-            Err(ApiError::Forbidden("admin".to_owned()))
-        }
+        self.require("*").map_err(|e| match e {
+            ApiError::Forbidden(_) => ApiError::Forbidden("admin".to_owned()),
+            other => other,
+        })
     }
 }
 
@@ -159,6 +157,11 @@ impl FromRequestParts<App> for Auth {
             });
         }
         tracing::Span::current().record("tenant_id", record.tenant.id.as_str());
+        app.rate_limits.check(
+            &record.key.id,
+            record.key.rate_limit_per_minute,
+            record.key.rate_limit_per_day,
+        )?;
         Ok(Auth { record, kind })
     }
 }

@@ -246,24 +246,15 @@ async fn show(
     Ok(Json(entry_json(&e)))
 }
 
-/// `null` clears a field; absent leaves it alone.
-fn nullable<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(d).map(Some)
-}
-
 #[derive(Debug, Deserialize)]
 struct PatchEntry {
     id: Option<String>,
     severity: Option<String>,
     flow_scope: Option<String>,
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "super::nullable")]
     reason: Option<Option<String>>,
     is_active: Option<bool>,
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "super::nullable")]
     expires_at: Option<Option<String>>,
 }
 

@@ -28,12 +28,16 @@ pub enum ApiError {
     SecretKeyRequired,
     #[error("{0} not found")]
     NotFound(&'static str),
+    #[error("method not allowed on this path")]
+    MethodNotAllowed,
     #[error("{0}")]
     Duplicate(String),
     #[error("this idempotency key was used with a different request body")]
     IdempotencyKeyReused,
     #[error("request body is larger than 64 KiB")]
     PayloadTooLarge,
+    #[error("rate limit of {limit} requests exceeded; retry after {retry_after_secs} s")]
+    RateLimited { limit: i64, retry_after_secs: u64 },
     #[error("the assess pipeline exceeded its deadline; retry with the same idempotency key")]
     AssessTimeout,
     #[error("service not ready")]
@@ -74,6 +78,11 @@ impl ApiError {
             }
             Self::SecretKeyRequired => (StatusCode::FORBIDDEN, "SECRET_KEY_REQUIRED", json!({})),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "NOT_FOUND", json!({})),
+            Self::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "METHOD_NOT_ALLOWED",
+                json!({}),
+            ),
             Self::Duplicate(_) => (StatusCode::CONFLICT, "DUPLICATE", json!({})),
             Self::IdempotencyKeyReused => {
                 (StatusCode::CONFLICT, "IDEMPOTENCY_KEY_REUSED", json!({}))
@@ -82,6 +91,14 @@ impl ApiError {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "PAYLOAD_TOO_LARGE",
                 json!({"limit_bytes": 65536}),
+            ),
+            Self::RateLimited {
+                limit,
+                retry_after_secs,
+            } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "RATE_LIMITED",
+                json!({ "limit": limit, "retry_after_seconds": retry_after_secs }),
             ),
             Self::AssessTimeout => (StatusCode::GATEWAY_TIMEOUT, "ASSESS_TIMEOUT", json!({})),
             Self::NotReady => (
@@ -107,7 +124,27 @@ impl IntoResponse for ApiError {
         let body = json!({
             "error": { "code": code, "message": self.to_string(), "details": details }
         });
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        if let Self::RateLimited {
+            limit,
+            retry_after_secs,
+        } = &self
+        {
+            let reset =
+                crate::domain::now_ms() / 1000 + i64::try_from(*retry_after_secs).unwrap_or(0);
+            let headers = response.headers_mut();
+            for (name, value) in [
+                ("retry-after", retry_after_secs.to_string()),
+                ("x-ratelimit-limit", limit.to_string()),
+                ("x-ratelimit-remaining", "0".to_owned()),
+                ("x-ratelimit-reset", reset.to_string()),
+            ] {
+                if let Ok(v) = axum::http::HeaderValue::from_str(&value) {
+                    headers.insert(name, v);
+                }
+            }
+        }
+        response
     }
 }
 

@@ -25,14 +25,23 @@ pub fn router() -> Router<App> {
         .route("/api/v1/keys/{id}", delete(revoke))
 }
 
-#[derive(Debug, Deserialize)]
-struct CreateKey {
-    name: Option<String>,
-    role: Option<String>,
-    permissions: Option<Vec<String>>,
-    kind: Option<String>,
-    rate_limit_per_minute: Option<i64>,
+/// A key request, from the API or the CLI.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct KeyRequest {
+    pub name: Option<String>,
+    pub role: Option<String>,
+    pub permissions: Option<Vec<String>>,
+    /// `secret` (default), `publishable` or `ingest`.
+    pub kind: Option<String>,
+    /// Absent: the default (100); `null`: unlimited; a number: that limit.
+    #[serde(default, deserialize_with = "super::nullable")]
+    pub rate_limit_per_minute: Option<Option<i64>>,
+    /// Absent or `null`: unlimited.
+    pub rate_limit_per_day: Option<i64>,
 }
+
+/// Default `rate_limit_per_minute` of new keys.
+pub const DEFAULT_RATE_LIMIT_PER_MINUTE: i64 = 100;
 
 /// A freshly created key: the secret is shown here and never again.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -43,6 +52,8 @@ pub struct CreatedKey {
     pub kind: String,
     pub role: Option<String>,
     pub permissions: Vec<String>,
+    pub rate_limit_per_minute: Option<i64>,
+    pub rate_limit_per_day: Option<i64>,
 }
 
 /// Why a key request is invalid: (field, message).
@@ -52,19 +63,17 @@ pub type KeyRequestError = (&'static str, String);
 pub async fn create_key(
     store: &Store,
     tenant_id: &str,
-    name: Option<String>,
-    kind: &str,
-    role: Option<&str>,
-    permissions: Option<Vec<String>>,
-    rate_limit_per_minute: Option<i64>,
+    req: KeyRequest,
 ) -> Result<Result<CreatedKey, KeyRequestError>, StoreError> {
+    let kind = req.kind.as_deref().unwrap_or("secret");
+    let role = req.role.as_deref();
     let Some(kind) = KeyKind::parse(kind) else {
         return Ok(Err((
             "kind",
             format!("`{kind}` is not one of `secret`, `publishable`, `ingest`"),
         )));
     };
-    let permissions = match (role, permissions) {
+    let permissions = match (role, req.permissions) {
         (Some(r), None) => match role_permissions(r) {
             Some(p) => p,
             None => {
@@ -93,23 +102,33 @@ pub async fn create_key(
         }
         (None, None) => return Ok(Err(("role", "is required (or `permissions`)".into()))),
     };
-    if rate_limit_per_minute.is_some_and(|r| r < 0) {
+    let per_minute = req
+        .rate_limit_per_minute
+        .unwrap_or(Some(DEFAULT_RATE_LIMIT_PER_MINUTE));
+    if per_minute.is_some_and(|r| r < 1) {
         return Ok(Err((
             "rate_limit_per_minute",
-            "must not be negative".into(),
+            "must be at least 1 (null for unlimited)".into(),
+        )));
+    }
+    if req.rate_limit_per_day.is_some_and(|r| r < 1) {
+        return Ok(Err((
+            "rate_limit_per_day",
+            "must be at least 1 (null for unlimited)".into(),
         )));
     }
     let secret = api_key_secret(kind.prefix());
     let record = NewApiKey {
         id: object_id("key"),
         tenant_id: tenant_id.to_owned(),
-        name: name.unwrap_or_else(|| format!("{} key", kind.as_str())),
+        name: req.name.unwrap_or_else(|| format!("{} key", kind.as_str())),
         kind: kind.as_str().to_owned(),
         role: role.map(str::to_owned),
         permissions: permissions.clone(),
         key_prefix: secret.chars().take(kind.prefix().len() + 4).collect(),
         key_hash: hash_key(&secret),
-        rate_limit_per_minute: rate_limit_per_minute.or(Some(100)),
+        rate_limit_per_minute: per_minute,
+        rate_limit_per_day: req.rate_limit_per_day,
         created_at: now_ms(),
     };
     store.insert_key(&record).await?;
@@ -120,6 +139,8 @@ pub async fn create_key(
         kind: record.kind,
         role: record.role,
         permissions,
+        rate_limit_per_minute: record.rate_limit_per_minute,
+        rate_limit_per_day: record.rate_limit_per_day,
     }))
 }
 
@@ -132,6 +153,7 @@ fn key_json(k: &ApiKeyRecord) -> Value {
         "permissions": k.permissions,
         "key_prefix": k.key_prefix,
         "rate_limit_per_minute": k.rate_limit_per_minute,
+        "rate_limit_per_day": k.rate_limit_per_day,
         "created_at": rfc3339_ms(k.created_at),
         "last_used_at": k.last_used_at.map(rfc3339_ms),
         "revoked_at": k.revoked_at.map(rfc3339_ms),
@@ -145,18 +167,10 @@ async fn create(
     Body(body): Body,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     auth.require("keys:write")?;
-    let req: CreateKey = parse_json(&body)?;
-    let created = create_key(
-        &app.store,
-        auth.tenant_id(),
-        req.name,
-        req.kind.as_deref().unwrap_or("secret"),
-        req.role.as_deref(),
-        req.permissions,
-        req.rate_limit_per_minute,
-    )
-    .await?
-    .map_err(|(field, message)| ApiError::validation(field, message))?;
+    let req: KeyRequest = parse_json(&body)?;
+    let created = create_key(&app.store, auth.tenant_id(), req)
+        .await?
+        .map_err(|(field, message)| ApiError::validation(field, message))?;
     Ok((StatusCode::CREATED, Json(json!(created))))
 }
 

@@ -6,6 +6,7 @@ pub mod blocklists;
 mod error;
 pub mod health;
 pub mod keys;
+pub mod ratelimit;
 
 use axum::{
     Router,
@@ -61,6 +62,7 @@ pub fn router(app: App) -> Router {
         .merge(keys::router())
         .merge(health::router())
         .fallback(|| async { ApiError::NotFound("route") })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
         .layer(trace)
         .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
@@ -97,4 +99,14 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiE
         let field = if path == "." { "body".to_owned() } else { path };
         ApiError::validation(&field, e.inner().to_string())
     })
+}
+
+/// For `Option<Option<T>>` fields: absent → `None`, `null` → `Some(None)`,
+/// a value → `Some(Some(v))` (use with `#[serde(default)]`).
+pub fn nullable<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    <Option<T> as serde::Deserialize>::deserialize(d).map(Some)
 }

@@ -146,7 +146,6 @@ pub struct RuleRun {
 pub struct RuleState {
     limiter: StoreLimiter,
     context: Arc<ContextSnapshot>,
-    flow: &'static str,
 }
 
 impl bindings::aduana::rules::types::Host for RuleState {}
@@ -154,7 +153,6 @@ impl bindings::aduana::rules::types::Host for RuleState {}
 impl bindings::aduana::rules::context::Host for RuleState {
     fn list_lookup(&mut self, list_type: String, value: String) -> Option<ListHit> {
         let value = normalize_value(&list_type, &value)?;
-        let _ = self.flow;
         self.context
             .list_hits
             .iter()
@@ -282,11 +280,10 @@ impl Runtime {
             .cloned()
     }
 
-    fn new_store(&self, context: Arc<ContextSnapshot>, flow: &'static str) -> Store<RuleState> {
+    fn new_store(&self, context: Arc<ContextSnapshot>) -> Store<RuleState> {
         let state = RuleState {
             limiter: StoreLimiter::new(self.limits.memory_bytes),
             context,
-            flow,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
@@ -301,7 +298,7 @@ impl Runtime {
         &self,
         pre: &bindings::RulePre<RuleState>,
     ) -> Result<RuleMetadata, RuntimeError> {
-        let mut store = self.new_store(Arc::new(ContextSnapshot::default()), "payout");
+        let mut store = self.new_store(Arc::new(ContextSnapshot::default()));
         let instance = pre
             .instantiate(&mut store)
             .map_err(|e| RuntimeError::Metadata(format!("{e:#}")))?;
@@ -321,11 +318,7 @@ impl Runtime {
         context: &Arc<ContextSnapshot>,
     ) -> RuleRun {
         let start = Instant::now();
-        let flow = match tx.flow {
-            Flow::Payout => "payout",
-            Flow::Payin => "payin",
-        };
-        let mut store = self.new_store(Arc::clone(context), flow);
+        let mut store = self.new_store(Arc::clone(context));
         let result = rule
             .pre
             .instantiate(&mut store)

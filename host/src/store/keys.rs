@@ -15,6 +15,7 @@ pub struct NewApiKey {
     pub key_prefix: String,
     pub key_hash: String,
     pub rate_limit_per_minute: Option<i64>,
+    pub rate_limit_per_day: Option<i64>,
     pub created_at: i64,
 }
 
@@ -29,6 +30,7 @@ pub struct ApiKeyRecord {
     pub permissions: Vec<String>,
     pub key_prefix: String,
     pub rate_limit_per_minute: Option<i64>,
+    pub rate_limit_per_day: Option<i64>,
     pub created_at: i64,
     pub last_used_at: Option<i64>,
     pub revoked_at: Option<i64>,
@@ -43,7 +45,7 @@ pub struct AuthRecord {
 }
 
 const KEY_COLUMNS: &str = "k.id, k.tenant_id, k.name, k.kind, k.role, k.permissions, \
-    k.key_prefix, k.rate_limit_per_minute, k.created_at, k.last_used_at, k.revoked_at";
+    k.key_prefix, k.rate_limit_per_minute, k.rate_limit_per_day, k.created_at, k.last_used_at, k.revoked_at";
 
 fn key_from_row(r: &AnyRow) -> Result<ApiKeyRecord, StoreError> {
     let permissions: String = r.try_get("permissions")?;
@@ -57,6 +59,7 @@ fn key_from_row(r: &AnyRow) -> Result<ApiKeyRecord, StoreError> {
             .map_err(|e| StoreError::Corrupt(format!("key permissions: {e}")))?,
         key_prefix: r.try_get("key_prefix")?,
         rate_limit_per_minute: r.try_get("rate_limit_per_minute")?,
+        rate_limit_per_day: r.try_get("rate_limit_per_day")?,
         created_at: r.try_get("created_at")?,
         last_used_at: r.try_get("last_used_at")?,
         revoked_at: r.try_get("revoked_at")?,
@@ -69,8 +72,8 @@ impl Store {
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         sqlx::query(
             "INSERT INTO api_keys (id, tenant_id, name, kind, role, permissions, key_prefix, \
-             key_hash, rate_limit_per_minute, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+             key_hash, rate_limit_per_minute, rate_limit_per_day, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(&k.id)
         .bind(&k.tenant_id)
@@ -81,6 +84,7 @@ impl Store {
         .bind(&k.key_prefix)
         .bind(&k.key_hash)
         .bind(k.rate_limit_per_minute)
+        .bind(k.rate_limit_per_day)
         .bind(k.created_at)
         .execute(&self.writer)
         .await
