@@ -22,12 +22,9 @@ use crate::{
     domain::{ids, now_ms, rfc3339_ms},
     pipeline::{
         Decision, FieldWarning, Pipeline, PipelineConfig,
-        payout::{self, CHANNELS, PayoutInput},
+        payout::{self, CHANNELS},
     },
-    runtime::{
-        Amount, Beneficiary, Channel, ContextSnapshot, Flow, HistoryRecord, ListHitRecord, Origin,
-        PayoutDetails, Transaction,
-    },
+    runtime::{ContextSnapshot, HistoryRecord, ListHitRecord},
     store::{AssessmentWrite, CommitOutcome},
 };
 
@@ -80,46 +77,6 @@ fn request_hash(body: &[u8]) -> String {
 fn obj_remove_idem(v: &mut Value) {
     if let Some(o) = v.as_object_mut() {
         o.remove("idempotency_key");
-    }
-}
-
-fn to_transaction(input: &PayoutInput, exponent: u8, assessed_at_ms: i64) -> Transaction {
-    let b = &input.beneficiary;
-    Transaction {
-        flow: Flow::Payout,
-        amount: Amount {
-            minor: input.amount_minor,
-            currency: input.currency.clone(),
-            exponent,
-        },
-        beneficiary: Beneficiary {
-            id: b.id.clone(),
-            name: b.name.clone(),
-            country: b.country.clone(),
-            clabe: b.clabe.clone(),
-            iban: b.iban.clone(),
-            swift_bic: b.swift_bic.clone(),
-            account_hash: b.account_hash.clone(),
-        },
-        origin: Origin {
-            account_id: input.origin.account_id.clone(),
-            country: input.origin.country.clone(),
-        },
-        payout: PayoutDetails {
-            channel: input.payout.channel.as_deref().and_then(|c| match c {
-                "spei" => Some(Channel::Spei),
-                "wire" => Some(Channel::Wire),
-                "api" => Some(Channel::Api),
-                "internal" => Some(Channel::Internal),
-                _ => None,
-            }),
-            initiated_by: input.payout.initiated_by.clone(),
-            first_to_beneficiary: input.payout.first_to_beneficiary,
-        },
-        payment_id: input.payment_id.clone(),
-        customer_id: input.customer_id.clone(),
-        assessed_at_ms,
-        metadata: input.metadata.as_ref().map(Value::to_string),
     }
 }
 
@@ -239,7 +196,7 @@ async fn assess_payout(
     let context = Arc::new(ContextSnapshot { list_hits, history });
 
     let exponent = input.money.as_ref().map_or(2, |m| m.currency.exponent());
-    let tx = to_transaction(&input, exponent, now);
+    let tx = input.to_transaction(exponent, now);
     let pipeline = tenant_pipeline(&app, &tenant_id, &auth.record.tenant.settings)?;
     let verdict = pipeline
         .run(&app.runtime, &tx, &context, warnings)

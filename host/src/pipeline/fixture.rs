@@ -3,10 +3,8 @@
 //! rule-author kit) to run a real component exactly as the pipeline would.
 use serde::{Deserialize, Serialize};
 
-use crate::runtime::{
-    Amount, Beneficiary, Channel, ContextSnapshot, Evaluation, Flow, Origin, Outcome,
-    PayoutDetails, Transaction,
-};
+use super::payout::{BeneficiaryInput, OriginInput, PayoutDetailsInput, PayoutInput};
+use crate::runtime::{ContextSnapshot, Evaluation, Outcome, Transaction};
 
 /// One fixture file.
 #[derive(Debug, Clone, Deserialize)]
@@ -21,21 +19,20 @@ pub struct Fixture {
     pub params: serde_json::Map<String, serde_json::Value>,
 }
 
-/// The transaction part of a fixture (the WIT `transaction`, as JSON).
+/// The transaction part of a fixture: a validated payout input plus the
+/// currency exponent and the assessment time the host would fix.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FixtureTransaction {
-    #[serde(default = "payout")]
-    pub flow: String,
     pub amount_minor: u64,
     pub currency: String,
     pub exponent: u8,
     #[serde(default)]
-    pub beneficiary: FixtureBeneficiary,
+    pub beneficiary: BeneficiaryInput,
     #[serde(default)]
-    pub origin: FixtureOrigin,
+    pub origin: OriginInput,
     #[serde(default)]
-    pub payout: FixturePayout,
+    pub payout: PayoutDetailsInput,
     pub payment_id: Option<String>,
     pub customer_id: Option<String>,
     #[serde(default)]
@@ -43,80 +40,23 @@ pub struct FixtureTransaction {
     pub metadata: Option<serde_json::Value>,
 }
 
-fn payout() -> String {
-    "payout".to_owned()
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FixtureBeneficiary {
-    pub id: Option<String>,
-    pub name: Option<String>,
-    pub country: Option<String>,
-    pub clabe: Option<String>,
-    pub iban: Option<String>,
-    pub swift_bic: Option<String>,
-    pub account_hash: Option<String>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FixtureOrigin {
-    pub account_id: Option<String>,
-    pub country: Option<String>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FixturePayout {
-    pub channel: Option<String>,
-    pub initiated_by: Option<String>,
-    pub first_to_beneficiary: Option<bool>,
-}
-
 impl FixtureTransaction {
+    /// The WIT transaction, built exactly as a live assessment builds it.
     pub fn to_transaction(&self) -> Transaction {
-        let b = &self.beneficiary;
-        Transaction {
-            flow: if self.flow == "payin" {
-                Flow::Payin
-            } else {
-                Flow::Payout
-            },
-            amount: Amount {
-                minor: self.amount_minor,
-                currency: self.currency.clone(),
-                exponent: self.exponent,
-            },
-            beneficiary: Beneficiary {
-                id: b.id.clone(),
-                name: b.name.clone(),
-                country: b.country.clone(),
-                clabe: b.clabe.clone(),
-                iban: b.iban.clone(),
-                swift_bic: b.swift_bic.clone(),
-                account_hash: b.account_hash.clone(),
-            },
-            origin: Origin {
-                account_id: self.origin.account_id.clone(),
-                country: self.origin.country.clone(),
-            },
-            payout: PayoutDetails {
-                channel: match self.payout.channel.as_deref() {
-                    Some("spei") => Some(Channel::Spei),
-                    Some("wire") => Some(Channel::Wire),
-                    Some("api") => Some(Channel::Api),
-                    Some("internal") => Some(Channel::Internal),
-                    _ => None,
-                },
-                initiated_by: self.payout.initiated_by.clone(),
-                first_to_beneficiary: self.payout.first_to_beneficiary,
-            },
+        let input = PayoutInput {
+            money: None,
+            amount_minor: self.amount_minor,
+            currency: self.currency.clone(),
+            transaction_type: None,
+            beneficiary: self.beneficiary.clone(),
+            origin: self.origin.clone(),
+            payout: self.payout.clone(),
             payment_id: self.payment_id.clone(),
             customer_id: self.customer_id.clone(),
-            assessed_at_ms: self.assessed_at_ms,
-            metadata: self.metadata.as_ref().map(serde_json::Value::to_string),
-        }
+            idempotency_key: None,
+            metadata: self.metadata.clone(),
+        };
+        input.to_transaction(self.exponent, self.assessed_at_ms)
     }
 }
 

@@ -12,6 +12,7 @@ use crate::domain::{
     country::Country,
     money::{AmountError, AmountUnit, Currency, Money},
 };
+use crate::runtime::{Amount, Beneficiary, Channel, Flow, Origin, PayoutDetails, Transaction};
 
 /// A request that failed validation: `field` is the JSON path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,7 +92,8 @@ pub struct PayoutInput {
     pub metadata: Option<serde_json::Value>,
 }
 
-#[derive(Debug, Clone, Default, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct BeneficiaryInput {
     pub id: Option<String>,
     pub name: Option<String>,
@@ -102,13 +104,15 @@ pub struct BeneficiaryInput {
     pub account_hash: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct OriginInput {
     pub account_id: Option<String>,
     pub country: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PayoutDetailsInput {
     pub channel: Option<String>,
     pub initiated_by: Option<String>,
@@ -288,6 +292,47 @@ pub fn parse(body: &[u8], max_major: Decimal) -> Result<(PayoutInput, Vec<FieldW
 }
 
 impl PayoutInput {
+    /// The WIT transaction the rules receive.
+    pub fn to_transaction(&self, exponent: u8, assessed_at_ms: i64) -> Transaction {
+        let b = &self.beneficiary;
+        Transaction {
+            flow: Flow::Payout,
+            amount: Amount {
+                minor: self.amount_minor,
+                currency: self.currency.clone(),
+                exponent,
+            },
+            beneficiary: Beneficiary {
+                id: b.id.clone(),
+                name: b.name.clone(),
+                country: b.country.clone(),
+                clabe: b.clabe.clone(),
+                iban: b.iban.clone(),
+                swift_bic: b.swift_bic.clone(),
+                account_hash: b.account_hash.clone(),
+            },
+            origin: Origin {
+                account_id: self.origin.account_id.clone(),
+                country: self.origin.country.clone(),
+            },
+            payout: PayoutDetails {
+                channel: self.payout.channel.as_deref().and_then(|c| match c {
+                    "spei" => Some(Channel::Spei),
+                    "wire" => Some(Channel::Wire),
+                    "api" => Some(Channel::Api),
+                    "internal" => Some(Channel::Internal),
+                    _ => None,
+                }),
+                initiated_by: self.payout.initiated_by.clone(),
+                first_to_beneficiary: self.payout.first_to_beneficiary,
+            },
+            payment_id: self.payment_id.clone(),
+            customer_id: self.customer_id.clone(),
+            assessed_at_ms,
+            metadata: self.metadata.as_ref().map(serde_json::Value::to_string),
+        }
+    }
+
     /// History key of the sender: the origin account, or the tenant itself.
     pub fn origin_key(&self) -> String {
         match &self.origin.account_id {
