@@ -240,6 +240,17 @@ impl TestApp {
         self.post("/api/v1/assess/payout", key, body).await
     }
 
+    /// Replaces a tenant's settings and waits out the 1 s auth cache, after
+    /// which every request of the tenant sees them.
+    pub async fn set_settings(&self, tenant: &TestTenant, settings: &Value) {
+        self.app
+            .store
+            .set_tenant_settings(&tenant.id, &settings.to_string())
+            .await
+            .expect("settings");
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    }
+
     pub async fn count(&self, table: &str, tenant: &TestTenant) -> i64 {
         self.app
             .store

@@ -251,13 +251,7 @@ async fn tenant_pipeline_settings(db: Db) {
         ],
         "thresholds": {"review": 10, "challenge": 50, "decline": 90}
     }}});
-    t.app
-        .store
-        .set_tenant_settings(&a.id, &settings.to_string())
-        .await
-        .unwrap();
-    // New settings are read with the key; wait out the 1 s auth cache.
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    t.set_settings(&a, &settings).await;
     let (_, v) = t.assess(&a.key, &example_payload()).await;
     assert_eq!(v["decision"], "decline", "{v}");
     assert_eq!(v["blocked_by"], "high_risk_country:black_list");

@@ -32,11 +32,7 @@ async fn hostile_rules_are_contained(db: Db) {
     ];
     rules.extend(hostile.iter().map(|(id, _)| json!({"rule_id": id})));
     let settings = json!({"pipeline": {"payout": {"rules": rules}}});
-    t.app
-        .store
-        .set_tenant_settings(&a.id, &settings.to_string())
-        .await
-        .unwrap();
+    t.set_settings(&a, &settings).await;
 
     // on_error = ignore (default): the assessment answers with warnings.
     let started = std::time::Instant::now();
@@ -105,23 +101,13 @@ async fn hostile_rules_are_contained(db: Db) {
         {"rule_id": "payout-integrity"},
         {"rule_id": "hostile-panic", "on_error": "review"}
     ]}}});
-    t.app
-        .store
-        .set_tenant_settings(&a.id, &settings.to_string())
-        .await
-        .unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    t.set_settings(&a, &settings).await;
     let (_, v) = t.assess(&a.key, &clean_payload()).await;
     assert_eq!(v["decision"], "review", "{v}");
     let settings = json!({"pipeline": {"payout": {"rules": [
         {"rule_id": "hostile-infinite-loop", "on_error": "decline"}
     ]}}});
-    t.app
-        .store
-        .set_tenant_settings(&a.id, &settings.to_string())
-        .await
-        .unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    t.set_settings(&a, &settings).await;
     let (_, v) = t.assess(&a.key, &clean_payload()).await;
     assert_eq!(v["decision"], "decline", "{v}");
     assert_eq!(v["blocked_by"], "rule_error:hostile-infinite-loop");
@@ -129,12 +115,7 @@ async fn hostile_rules_are_contained(db: Db) {
     let settings = json!({"pipeline": {"payout": {"deadline_ms": 1, "rules": [
         {"rule_id": "hostile-infinite-loop"}, {"rule_id": "hostile-infinite-loop"}
     ]}}});
-    t.app
-        .store
-        .set_tenant_settings(&a.id, &settings.to_string())
-        .await
-        .unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    t.set_settings(&a, &settings).await;
     let before = t.count("assessments", &a).await;
     let (s, v) = t.assess(&a.key, &clean_payload()).await;
     assert_eq!(
