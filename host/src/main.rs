@@ -49,7 +49,7 @@ enum TenantCommand {
         organization_type: String,
         /// Per-minute limit of the admin key: a number or `unlimited` (default 100).
         #[arg(long, value_parser = parse_rate)]
-        rate_limit_per_minute: Option<Option<i64>>,
+        rate_limit_per_minute: Option<RateArg>,
         /// Print one JSON line `{"tenant_id", "api_key"}`.
         #[arg(long)]
         json: bool,
@@ -70,18 +70,22 @@ enum KeyCommand {
         name: Option<String>,
         /// A number or `unlimited` (default 100).
         #[arg(long, value_parser = parse_rate)]
-        rate_limit_per_minute: Option<Option<i64>>,
+        rate_limit_per_minute: Option<RateArg>,
         #[arg(long)]
         json: bool,
     },
 }
 
-fn parse_rate(s: &str) -> Result<Option<i64>, String> {
+/// `--rate-limit-per-minute`: a positive number, or `unlimited` (`None`).
+#[derive(Debug, Clone, Copy)]
+struct RateArg(Option<i64>);
+
+fn parse_rate(s: &str) -> Result<RateArg, String> {
     if s == "unlimited" {
-        return Ok(None);
+        return Ok(RateArg(None));
     }
     match s.parse::<i64>() {
-        Ok(n) if n >= 1 => Ok(Some(n)),
+        Ok(n) if n >= 1 => Ok(RateArg(Some(n))),
         _ => Err(format!("`{s}` is not a positive number or `unlimited`")),
     }
 }
@@ -144,7 +148,7 @@ async fn main() -> anyhow::Result<()> {
             let request = KeyRequest {
                 name: Some("admin (created by CLI)".into()),
                 role: Some("admin".into()),
-                rate_limit_per_minute,
+                rate_limit_per_minute: rate_limit_per_minute.map(|r| r.0),
                 ..KeyRequest::default()
             };
             let key = create_key(&store, &tenant.id, request)
@@ -182,7 +186,7 @@ async fn main() -> anyhow::Result<()> {
                 name,
                 role: Some(role.clone()),
                 kind: Some(kind.clone()),
-                rate_limit_per_minute,
+                rate_limit_per_minute: rate_limit_per_minute.map(|r| r.0),
                 ..KeyRequest::default()
             };
             let key = create_key(&store, &tenant, request)

@@ -99,6 +99,54 @@ async fn cli_tenants_and_keys_while_serving(db: Db) {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no tenant"));
+    // Rate limits from the CLI: a number, or `unlimited`.
+    let out = run_json(cli(&t).args([
+        "key",
+        "create",
+        "--tenant",
+        &tenant_id,
+        "--role",
+        "integration",
+        "--rate-limit-per-minute",
+        "2",
+        "--json",
+    ]))
+    .await;
+    let two = out["api_key"].as_str().unwrap().to_owned();
+    for expected in [200, 200, 429] {
+        let (s, _) = t.assess(&two, &clean_payload()).await;
+        assert_eq!(s.as_u16(), expected);
+    }
+    let out = run_json(cli(&t).args([
+        "tenant",
+        "create",
+        "--name",
+        "Sin Limite",
+        "--type",
+        "psp",
+        "--rate-limit-per-minute",
+        "unlimited",
+        "--json",
+    ]))
+    .await;
+    let unlimited = out["api_key"].as_str().unwrap().to_owned();
+    let (_, keys) = t.get("/api/v1/keys", &unlimited).await;
+    assert_eq!(keys["data"][0]["rate_limit_per_minute"], Value::Null);
+    let out = cli(&t)
+        .args([
+            "key",
+            "create",
+            "--tenant",
+            &tenant_id,
+            "--role",
+            "admin",
+            "--rate-limit-per-minute",
+            "0",
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
     let out = cli(&t).arg("migrate").output().await.unwrap();
     assert!(out.status.success());
 }
