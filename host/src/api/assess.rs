@@ -22,7 +22,7 @@ use crate::{
     domain::{ids, now_ms, rfc3339_ms},
     pipeline::{
         Decision, FieldWarning, Pipeline, PipelineConfig,
-        payout::{self, CHANNELS},
+        payout::{self, CHANNELS, PayoutInput},
     },
     runtime::{ContextSnapshot, HistoryRecord, ListHitRecord},
     store::{AssessmentWrite, CommitOutcome},
@@ -47,58 +47,48 @@ fn json_response(status: StatusCode, body: String, replayed: bool) -> Response {
     resp
 }
 
-/// A stable hash of the request: the JSON with keys sorted and the amount
-/// kept as its exact text, so formatting differences do not count as a
-/// different body.
-fn request_hash(body: &[u8]) -> String {
+/// A stable hash of the request: the JSON with keys sorted, the amount
+/// replaced by its exact value in minor units, and the idempotency key left
+/// out, so re-serializing the same request does not count as a different
+/// body.
+fn request_hash(body: &[u8], input: &PayoutInput) -> String {
     let canonical = match serde_json::from_slice::<Value>(body) {
-        Ok(mut v) => {
-            #[derive(serde::Deserialize)]
-            struct Probe<'a> {
-                #[serde(borrow)]
-                amount: Option<&'a serde_json::value::RawValue>,
-            }
-            if let (Ok(Probe { amount: Some(raw) }), Some(obj)) =
-                (serde_json::from_slice::<Probe<'_>>(body), v.as_object_mut())
-            {
-                obj.insert(
-                    "amount".into(),
-                    Value::String(raw.get().trim_matches('"').to_owned()),
-                );
-            }
-            obj_remove_idem(&mut v);
-            v.to_string()
+        Ok(Value::Object(mut obj)) => {
+            obj.insert(
+                "amount".into(),
+                Value::String(format!("{} {}", input.amount_minor, input.currency)),
+            );
+            obj.remove("amount_unit");
+            obj.remove("idempotency_key");
+            Value::Object(obj).to_string()
         }
-        Err(_) => String::from_utf8_lossy(body).into_owned(),
+        _ => String::from_utf8_lossy(body).into_owned(),
     };
     hex::encode(Sha256::digest(canonical.as_bytes()))
-}
-
-fn obj_remove_idem(v: &mut Value) {
-    if let Some(o) = v.as_object_mut() {
-        o.remove("idempotency_key");
-    }
 }
 
 /// The tenant's compiled pipeline (the shared default when it has no
 /// configuration of its own).
 fn tenant_pipeline(app: &App, tenant_id: &str, settings: &str) -> Result<Arc<Pipeline>, ApiError> {
-    let parsed: Value = serde_json::from_str(settings).unwrap_or(Value::Null);
-    let Some(cfg) = parsed.get("pipeline").and_then(|p| p.get("payout")) else {
-        return Ok(Arc::clone(&app.default_pipeline));
-    };
     let mut cache = app.pipelines.lock().unwrap_or_else(|p| p.into_inner());
     if let Some((text, compiled)) = cache.get(tenant_id)
         && text == settings
     {
         return Ok(Arc::clone(compiled));
     }
-    let cfg: PipelineConfig = serde_json::from_value(cfg.clone())
-        .map_err(|e| ApiError::Internal(anyhow::anyhow!("tenant pipeline settings: {e}")))?;
-    let compiled = Arc::new(
-        cfg.compile(|id| app.builtins.get(id).cloned())
-            .map_err(|e| ApiError::Internal(anyhow::anyhow!("tenant pipeline: {e}")))?,
-    );
+    let parsed: Value = serde_json::from_str(settings).unwrap_or(Value::Null);
+    let compiled = match parsed.get("pipeline").and_then(|p| p.get("payout")) {
+        None => Arc::clone(&app.default_pipeline),
+        Some(cfg) => {
+            let cfg: PipelineConfig = serde_json::from_value(cfg.clone()).map_err(|e| {
+                ApiError::Internal(anyhow::anyhow!("tenant pipeline settings: {e}"))
+            })?;
+            Arc::new(
+                cfg.compile(|id| app.builtins.get(id).cloned())
+                    .map_err(|e| ApiError::Internal(anyhow::anyhow!("tenant pipeline: {e}")))?,
+            )
+        }
+    };
     cache.insert(
         tenant_id.to_owned(),
         (settings.to_owned(), Arc::clone(&compiled)),
@@ -134,7 +124,7 @@ async fn assess_payout(
         ));
     }
     let idem_key = header_key.or_else(|| input.idempotency_key.clone());
-    let hash = request_hash(&body);
+    let hash = request_hash(&body, &input);
     let now = now_ms();
     if let Some(key) = &idem_key
         && let Some(rec) = app
@@ -331,6 +321,9 @@ async fn catalog(State(app): State<App>) -> Json<Value> {
             "RATE_LIMITED": "429: honour Retry-After",
             "account_identifiers": "invalid CLABE/IBAN/BIC never cause a 400; they raise payout_invalid_beneficiary_account",
         },
-        "field_warnings": FieldWarning { field: "origin.country".into(), message: "recommended field is missing".into() },
+        "field_warnings": {
+            "shape": FieldWarning { field: "origin.country".into(), message: "recommended field is missing".into() },
+            "raised_for": ["missing recommended fields", "account identifiers failing their check", "rules that did not complete"],
+        },
     }))
 }

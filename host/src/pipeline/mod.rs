@@ -140,6 +140,11 @@ impl Pipeline {
                 duration_us: u64::try_from(run.duration.as_micros()).unwrap_or(u64::MAX),
                 peak_memory_bytes: run.peak_memory as u64,
             };
+            let outcome_name = match &run.outcome {
+                Outcome::Ok(_) => "ok",
+                Outcome::RuleError(_) => "rule_error",
+                Outcome::Errored(_) => "errored",
+            };
             match run.outcome {
                 Outcome::Ok(evaluation) => {
                     for s in evaluation.signals {
@@ -163,14 +168,7 @@ impl Pipeline {
                 }
                 Outcome::RuleError(reason) | Outcome::Errored(reason) => {
                     tracing::warn!(reason = %reason, "rule did not complete");
-                    record.outcome = if reason.starts_with("invalid params")
-                        || reason.starts_with("invalid input")
-                        || reason.starts_with("internal")
-                    {
-                        "rule_error".to_owned()
-                    } else {
-                        "errored".to_owned()
-                    };
+                    record.outcome = outcome_name.to_owned();
                     let action = match step.on_error {
                         OnError::Ignore => "ignored",
                         OnError::Review => {
