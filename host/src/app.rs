@@ -1,10 +1,6 @@
 //! Wiring: connect the store, start the runtime, load the built-in rules,
 //! and serve the API.
-use std::{
-    collections::HashMap,
-    net::SocketAddr,
-    sync::{Arc, Mutex},
-};
+use std::{collections::HashMap, net::SocketAddr, sync::Arc};
 
 use anyhow::Context as _;
 use tokio::{net::TcpListener, task::JoinHandle};
@@ -12,13 +8,11 @@ use tokio::{net::TcpListener, task::JoinHandle};
 use crate::{
     builtins,
     config::Config,
-    pipeline::{Pipeline, PipelineConfig},
-    runtime::{LoadedRule, Runtime},
+    pipeline::{Mode, Pipeline, PipelineConfig},
+    registry::PipelineCache,
+    runtime::{ArtifactCache, LoadedRule, Runtime},
     store::Store,
 };
-
-/// Tenant id → (settings text it was compiled from, compiled pipeline).
-pub(crate) type PipelineCache = HashMap<String, (String, Arc<Pipeline>)>;
 
 /// Shared state of a running service.
 #[derive(Clone)]
@@ -30,9 +24,10 @@ pub struct App {
     pub builtins: Arc<HashMap<String, Arc<LoadedRule>>>,
     /// The pipeline of tenants without their own configuration.
     pub default_pipeline: Arc<Pipeline>,
-    /// Compiled pipelines of tenants with settings, keyed by tenant and the
-    /// settings text they were compiled from.
-    pub(crate) pipelines: Arc<Mutex<PipelineCache>>,
+    /// Compiled pipelines of tenants with settings or rules of their own.
+    pub(crate) pipelines: Arc<PipelineCache>,
+    /// This node's module store and compiled-artifact cache.
+    pub modules: Arc<ArtifactCache>,
     pub(crate) auth_cache: Arc<crate::api::auth::AuthCache>,
     pub(crate) rate_limits: Arc<crate::api::ratelimit::RateLimits>,
 }
@@ -82,18 +77,32 @@ impl App {
         let mut default = PipelineConfig::with_rules(&builtins::ids());
         default.deadline_ms = u64::try_from(config.assess_deadline.as_millis()).unwrap_or(800);
         let default_pipeline = default
-            .compile(|id| loaded.get(id).cloned())
+            .compile(|id| loaded.get(id).map(|r| (Arc::clone(r), Mode::Active)))
             .context("compiling the default pipeline")?;
-        Ok(Self {
+        let modules = runtime
+            .open_cache(&config.data_dir)
+            .context("opening the module store")?;
+        let app = Self {
             store,
             runtime,
             config: Arc::new(config),
             builtins: Arc::new(loaded),
             default_pipeline: Arc::new(default_pipeline),
             pipelines: Arc::default(),
+            modules: Arc::new(modules),
             auth_cache: Arc::default(),
             rate_limits: Arc::default(),
-        })
+        };
+        let started = std::time::Instant::now();
+        let warmed = crate::registry::warm(&app)
+            .await
+            .context("loading the tenants' active rules")?;
+        tracing::info!(
+            rules = warmed,
+            ms = started.elapsed().as_millis() as u64,
+            "active tenant rules loaded"
+        );
+        Ok(app)
     }
 
     /// Binds the configured address and serves until `shutdown` resolves.

@@ -5,6 +5,9 @@ use rust_decimal::Decimal;
 
 use crate::{domain::money::default_max_major, runtime::RuntimeLimits};
 
+/// Default largest rule component accepted by upload.
+pub const DEFAULT_RULE_MAX_BYTES: usize = 1 << 20;
+
 /// Everything the service needs to start.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -21,6 +24,8 @@ pub struct Config {
     pub assess_deadline: Duration,
     /// `ADUANA_MAX_AMOUNT_MAJOR`, default 1 000 000 000 000.
     pub max_amount_major: Decimal,
+    /// `ADUANA_RULE_MAX_BYTES`: largest accepted rule component, default 1 MiB.
+    pub rule_max_bytes: usize,
 }
 
 /// A malformed environment variable.
@@ -59,6 +64,7 @@ impl Config {
             limits,
             assess_deadline: Duration::from_millis(var("ADUANA_ASSESS_DEADLINE_MS", 800)?),
             max_amount_major: var("ADUANA_MAX_AMOUNT_MAJOR", default_max_major())?,
+            rule_max_bytes: var("ADUANA_RULE_MAX_BYTES", DEFAULT_RULE_MAX_BYTES)?,
         })
     }
 
@@ -71,6 +77,7 @@ impl Config {
             limits: RuntimeLimits::default(),
             assess_deadline: Duration::from_millis(800),
             max_amount_major: default_max_major(),
+            rule_max_bytes: DEFAULT_RULE_MAX_BYTES,
         }
     }
 }

@@ -142,6 +142,7 @@ async fn main() -> anyhow::Result<()> {
                 name,
                 organization_type,
                 settings: "{}".to_owned(),
+                rules_revision: 0,
                 created_at: now_ms(),
             };
             store.create_tenant(&tenant).await?;

@@ -176,6 +176,7 @@ impl TestApp {
             name: "Banco de Pruebas".into(),
             organization_type: "banco".into(),
             settings: "{}".into(),
+            rules_revision: 0,
             created_at: now_ms(),
         };
         self.app.store.create_tenant(&t).await.expect("tenant");

@@ -21,7 +21,7 @@ use crate::{
     app::App,
     domain::{ids, now_ms, rfc3339_ms},
     pipeline::{
-        Decision, FieldWarning, Pipeline, PipelineConfig,
+        Decision, FieldWarning,
         payout::{self, CHANNELS, PayoutInput},
     },
     runtime::{ContextSnapshot, HistoryRecord, ListHitRecord},
@@ -65,35 +65,6 @@ fn request_hash(body: &[u8], input: &PayoutInput) -> String {
         _ => String::from_utf8_lossy(body).into_owned(),
     };
     hex::encode(Sha256::digest(canonical.as_bytes()))
-}
-
-/// The tenant's compiled pipeline (the shared default when it has no
-/// configuration of its own).
-fn tenant_pipeline(app: &App, tenant_id: &str, settings: &str) -> Result<Arc<Pipeline>, ApiError> {
-    let mut cache = app.pipelines.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some((text, compiled)) = cache.get(tenant_id)
-        && text == settings
-    {
-        return Ok(Arc::clone(compiled));
-    }
-    let parsed: Value = serde_json::from_str(settings).unwrap_or(Value::Null);
-    let compiled = match parsed.get("pipeline").and_then(|p| p.get("payout")) {
-        None => Arc::clone(&app.default_pipeline),
-        Some(cfg) => {
-            let cfg: PipelineConfig = serde_json::from_value(cfg.clone()).map_err(|e| {
-                ApiError::Internal(anyhow::anyhow!("tenant pipeline settings: {e}"))
-            })?;
-            Arc::new(
-                cfg.compile(|id| app.builtins.get(id).cloned())
-                    .map_err(|e| ApiError::Internal(anyhow::anyhow!("tenant pipeline: {e}")))?,
-            )
-        }
-    };
-    cache.insert(
-        tenant_id.to_owned(),
-        (settings.to_owned(), Arc::clone(&compiled)),
-    );
-    Ok(compiled)
 }
 
 async fn assess_payout(
@@ -187,7 +158,9 @@ async fn assess_payout(
 
     let exponent = input.money.as_ref().map_or(2, |m| m.currency.exponent());
     let tx = input.to_transaction(exponent, now);
-    let pipeline = tenant_pipeline(&app, &tenant_id, &auth.record.tenant.settings)?;
+    let pipeline = crate::registry::tenant_pipeline(&app, &auth.record.tenant)
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?;
     let verdict = pipeline
         .run(&app.runtime, &tx, &context, warnings)
         .map_err(|_| ApiError::AssessTimeout)?;

@@ -49,6 +49,13 @@ impl AuthCache {
         map.insert(hash, (Instant::now(), record));
     }
 
+    /// Drops the cached keys of `tenant_id`, so this node's next request
+    /// re-reads the tenant (used after a change to its rules).
+    pub fn forget_tenant(&self, tenant_id: &str) {
+        let mut map = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+        map.retain(|_, (_, r)| r.tenant.id != tenant_id);
+    }
+
     fn should_touch(&self, key_id: &str) -> bool {
         let mut map = self.touched.lock().unwrap_or_else(|p| p.into_inner());
         match map.get(key_id) {

@@ -32,6 +32,10 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("{0}")]
     Duplicate(String),
+    #[error("rule rejected: {reason}")]
+    RuleRejected { reason: String, check: &'static str },
+    #[error("{0}")]
+    InvalidTransition(String),
     #[error("this idempotency key was used with a different request body")]
     IdempotencyKeyReused,
     #[error("request body is larger than 64 KiB")]
@@ -84,6 +88,12 @@ impl ApiError {
                 json!({}),
             ),
             Self::Duplicate(_) => (StatusCode::CONFLICT, "DUPLICATE", json!({})),
+            Self::RuleRejected { reason, check } => (
+                StatusCode::BAD_REQUEST,
+                "RULE_REJECTED",
+                json!({ "check": check, "reason": reason }),
+            ),
+            Self::InvalidTransition(_) => (StatusCode::CONFLICT, "INVALID_TRANSITION", json!({})),
             Self::IdempotencyKeyReused => {
                 (StatusCode::CONFLICT, "IDEMPOTENCY_KEY_REUSED", json!({}))
             }

@@ -7,6 +7,8 @@ mod error;
 pub mod health;
 pub mod keys;
 pub mod ratelimit;
+pub mod rules;
+pub mod signing_keys;
 
 use axum::{
     Router,
@@ -61,6 +63,8 @@ pub fn router(app: App) -> Router {
         .merge(blocklists::router())
         .merge(keys::router())
         .merge(health::router())
+        .merge(rules::router(app.config.rule_max_bytes))
+        .merge(signing_keys::router())
         .fallback(|| async { ApiError::NotFound("route") })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))

@@ -5,6 +5,7 @@ pub mod ids;
 pub mod keys;
 pub mod lists;
 pub mod money;
+pub mod signing;
 
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> i64 {

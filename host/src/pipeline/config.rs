@@ -4,7 +4,7 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use serde::{Deserialize, Serialize};
 
-use super::{Decision, Pipeline, Step};
+use super::{Decision, Mode, Pipeline, Step};
 use crate::runtime::LoadedRule;
 
 /// What a rule that does not complete means for the decision.
@@ -74,6 +74,19 @@ pub struct StepConfig {
     pub on_error: OnError,
 }
 
+impl StepConfig {
+    /// A step running `rule_id` with its defaults.
+    pub fn new(rule_id: &str) -> Self {
+        Self {
+            rule_id: rule_id.to_owned(),
+            enabled: true,
+            params: serde_json::Map::new(),
+            weights: BTreeMap::new(),
+            on_error: OnError::Ignore,
+        }
+    }
+}
+
 fn yes() -> bool {
     true
 }
@@ -112,31 +125,23 @@ impl PipelineConfig {
     /// The default pipeline: every built-in rule, in order, with defaults.
     pub fn with_rules(ids: &[&str]) -> Self {
         Self {
-            rules: ids
-                .iter()
-                .map(|id| StepConfig {
-                    rule_id: (*id).to_owned(),
-                    enabled: true,
-                    params: serde_json::Map::new(),
-                    weights: BTreeMap::new(),
-                    on_error: OnError::Ignore,
-                })
-                .collect(),
+            rules: ids.iter().map(|id| StepConfig::new(id)).collect(),
             ..Self::default()
         }
     }
 
-    /// Resolves rule ids with `lookup` and serializes effective params once.
+    /// Resolves rule ids with `lookup` (the loaded rule and how it runs)
+    /// and serializes effective params once.
     pub fn compile(
         &self,
-        lookup: impl Fn(&str) -> Option<Arc<LoadedRule>>,
+        lookup: impl Fn(&str) -> Option<(Arc<LoadedRule>, Mode)>,
     ) -> Result<Pipeline, ConfigError> {
         if !self.thresholds.is_ordered() {
             return Err(ConfigError::Thresholds);
         }
         let mut steps = Vec::new();
         for s in self.rules.iter().filter(|s| s.enabled) {
-            let rule =
+            let (rule, mode) =
                 lookup(&s.rule_id).ok_or_else(|| ConfigError::UnknownRule(s.rule_id.clone()))?;
             let mut params = rule.metadata.default_params.clone();
             for (k, v) in &s.params {
@@ -149,6 +154,7 @@ impl PipelineConfig {
                 params_json,
                 weights: s.weights.clone(),
                 on_error: s.on_error,
+                mode,
             });
         }
         Ok(Pipeline {

@@ -52,20 +52,61 @@ pub struct SignalDetail {
     pub rule_version: String,
 }
 
-/// What one rule did, as stored with the assessment.
+/// How a step's result is used.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Its signals count toward the decision.
+    #[default]
+    Active,
+    /// It runs on live traffic and is recorded, but never changes the
+    /// decision.
+    Shadow,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Active => "active",
+            Mode::Shadow => "shadow",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "active" => Some(Mode::Active),
+            "shadow" => Some(Mode::Shadow),
+            _ => None,
+        }
+    }
+}
+
+/// What one rule did, as stored with the assessment: enough to explain it
+/// and to replay it (digest, effective params, weights, error policy).
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct RuleRecord {
     pub rule_id: String,
     pub rule_version: String,
     pub digest: String,
-    pub mode: String,
+    pub mode: Mode,
     /// `ok`, `rule_error` or `errored`.
     pub outcome: String,
     pub reason: Option<String>,
+    /// Codes of the signals it emitted (for a shadow rule: would have).
     pub signals: Vec<String>,
+    /// The signals with their effective weights.
+    #[serde(default)]
+    pub signal_details: Vec<SignalDetail>,
     pub fuel_used: u64,
     pub duration_us: u64,
     pub peak_memory_bytes: u64,
+    /// Effective params (defaults merged with the tenant's overrides).
+    #[serde(default)]
+    pub params: serde_json::Value,
+    #[serde(default)]
+    pub weights: std::collections::BTreeMap<String, u32>,
+    #[serde(default)]
+    pub on_error: OnError,
 }
 
 /// The pipeline's verdict.
@@ -92,6 +133,7 @@ pub struct Step {
     pub params_json: String,
     pub weights: std::collections::BTreeMap<String, u32>,
     pub on_error: OnError,
+    pub mode: Mode,
 }
 
 /// A tenant's compiled pipeline for one flow.
@@ -118,6 +160,9 @@ impl Pipeline {
         let mut floor = Decision::Approve;
         let mut rules = Vec::with_capacity(self.steps.len());
         for step in &self.steps {
+            if start.elapsed() > self.deadline {
+                return Err(DeadlineExceeded);
+            }
             let meta = &step.rule.metadata;
             let run = runtime.evaluate(&step.rule, tx, &step.params_json, context);
             let span = tracing::debug_span!(
@@ -132,14 +177,19 @@ impl Pipeline {
                 rule_id: meta.id.clone(),
                 rule_version: meta.version.clone(),
                 digest: step.rule.digest.clone(),
-                mode: "active".to_owned(),
+                mode: step.mode,
                 outcome: "ok".to_owned(),
                 reason: None,
                 signals: Vec::new(),
+                signal_details: Vec::new(),
                 fuel_used: run.fuel_used,
                 duration_us: u64::try_from(run.duration.as_micros()).unwrap_or(u64::MAX),
                 peak_memory_bytes: run.peak_memory as u64,
+                params: serde_json::from_str(&step.params_json).unwrap_or_default(),
+                weights: step.weights.clone(),
+                on_error: step.on_error,
             };
+            let shadow = step.mode == Mode::Shadow;
             let outcome_name = match &run.outcome {
                 Outcome::Ok(_) => "ok",
                 Outcome::RuleError(_) => "rule_error",
@@ -149,17 +199,26 @@ impl Pipeline {
                 Outcome::Ok(evaluation) => {
                     for s in evaluation.signals {
                         let weight = step.weights.get(&s.code).copied().unwrap_or(s.weight);
-                        if blocked_by.is_none() {
-                            blocked_by = s.hard_block.clone();
-                        }
-                        record.signals.push(s.code.clone());
-                        signals.push(SignalDetail {
+                        let detail = SignalDetail {
                             code: s.code,
                             weight,
                             description: s.description,
                             rule_id: meta.id.clone(),
                             rule_version: meta.version.clone(),
-                        });
+                        };
+                        record.signals.push(detail.code.clone());
+                        record.signal_details.push(detail.clone());
+                        if shadow {
+                            continue;
+                        }
+                        if blocked_by.is_none() {
+                            blocked_by = s.hard_block.clone();
+                        }
+                        signals.push(detail);
+                    }
+                    if shadow {
+                        rules.push(record);
+                        continue;
                     }
                     field_warnings.extend(evaluation.warnings.into_iter().map(|w| FieldWarning {
                         field: w.field,
@@ -167,8 +226,13 @@ impl Pipeline {
                     }));
                 }
                 Outcome::RuleError(reason) | Outcome::Errored(reason) => {
-                    tracing::warn!(reason = %reason, "rule did not complete");
+                    tracing::warn!(reason = %reason, shadow, "rule did not complete");
                     record.outcome = outcome_name.to_owned();
+                    if shadow {
+                        record.reason = Some(reason);
+                        rules.push(record);
+                        continue;
+                    }
                     let action = match step.on_error {
                         OnError::Ignore => "ignored",
                         OnError::Review => {
@@ -191,9 +255,9 @@ impl Pipeline {
                 }
             }
             rules.push(record);
-            if start.elapsed() > self.deadline {
-                return Err(DeadlineExceeded);
-            }
+        }
+        if start.elapsed() > self.deadline {
+            return Err(DeadlineExceeded);
         }
         let (decision, risk_score) = if blocked_by.is_some() {
             (Decision::Decline, 100)

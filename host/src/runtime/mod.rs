@@ -7,6 +7,8 @@
 //! over between transactions; each runs under a fuel budget, an epoch
 //! deadline and a memory cap. Whatever a rule does wrong becomes
 //! [`Outcome::Errored`], never an error of the caller.
+mod artifacts;
+mod inspect;
 mod limits;
 mod output;
 
@@ -23,6 +25,8 @@ use wasmtime::{
 };
 
 use crate::domain::lists::normalize_value;
+pub use artifacts::{ArtifactCache, digest_hex};
+pub use inspect::{SUPPORTED_WIT_VERSIONS, inspect};
 pub use limits::RuntimeLimits;
 use limits::StoreLimiter;
 
@@ -51,8 +55,18 @@ pub enum RuntimeError {
     Engine(String),
     #[error("not a valid rule component: {0}")]
     Invalid(String),
-    #[error("component imports `{0}`, which is outside the rule interface")]
+    #[error("not a component: {0}")]
+    NotComponent(String),
+    #[error("does not match the aduana:rules `rule` world: {0}")]
+    WrongWorld(String),
+    #[error("unsupported WIT version: {0}")]
+    UnsupportedWitVersion(String),
+    #[error(
+        "component imports `{0}`, which is outside the rule interface (rules get no WASI: no files, sockets, clocks or randomness)"
+    )]
     ForbiddenImport(String),
+    #[error("module store: {0}")]
+    Cache(String),
     #[error("component `metadata` export failed: {0}")]
     Metadata(String),
 }
@@ -248,6 +262,75 @@ impl Runtime {
         }
         let component = Component::new(&self.engine, bytes)
             .map_err(|e| RuntimeError::Invalid(format!("{e:#}")))?;
+        self.finish(component, digest)
+    }
+
+    /// Opens the node's module store and artifact cache under `data_dir`.
+    pub fn open_cache(&self, data_dir: &std::path::Path) -> Result<ArtifactCache, RuntimeError> {
+        ArtifactCache::open(data_dir, &self.engine)
+    }
+
+    /// The rule with `digest` if it is in memory or has a valid artifact in
+    /// `cache` (no compiling).
+    pub fn load_cached(
+        &self,
+        cache: &ArtifactCache,
+        digest: &str,
+    ) -> Option<Result<Arc<LoadedRule>, RuntimeError>> {
+        if let Some(rule) = self.cached(digest) {
+            return Some(Ok(rule));
+        }
+        let artifact = cache.artifact(digest)?;
+        // SAFETY: wasmtime trusts serialized artifacts; this one was produced
+        // by `precompile_component` of an engine with this configuration
+        // (the file name carries the engine's compatibility hash) and its
+        // HMAC tag, keyed by this host's secret, verified over the digest,
+        // that hash and the bytes.
+        #[allow(unsafe_code)]
+        let component = unsafe { Component::deserialize(&self.engine, &artifact) };
+        match component {
+            Ok(component) => Some(self.finish(component, digest.to_owned())),
+            Err(e) => {
+                tracing::warn!(digest, error = %e, "artifact not loadable; recompiling");
+                None
+            }
+        }
+    }
+
+    /// Checks, compiles once and caches an uploaded component: the bytes go
+    /// to the module store, the compiled artifact to the artifact cache.
+    pub fn compile_cached(
+        &self,
+        cache: &ArtifactCache,
+        bytes: &[u8],
+    ) -> Result<Arc<LoadedRule>, RuntimeError> {
+        let digest = format!("sha256:{}", hex::encode(Sha256::digest(bytes)));
+        if let Some(loaded) = self.load_cached(cache, &digest) {
+            return loaded;
+        }
+        inspect(bytes)?;
+        let artifact = self
+            .engine
+            .precompile_component(bytes)
+            .map_err(|e| RuntimeError::Invalid(format!("{e:#}")))?;
+        // SAFETY: `artifact` was produced just now by this engine.
+        #[allow(unsafe_code)]
+        let component = unsafe { Component::deserialize(&self.engine, &artifact) }
+            .map_err(|e| RuntimeError::Invalid(format!("{e:#}")))?;
+        let rule = self.finish(component, digest.clone())?;
+        // Only components that passed every check reach the disk.
+        cache.put_module(&digest, bytes)?;
+        cache.put_artifact(&digest, &artifact)?;
+        Ok(rule)
+    }
+
+    /// Import check, linking against the world, metadata read; then the rule
+    /// joins the in-memory cache.
+    fn finish(
+        &self,
+        component: Component,
+        digest: String,
+    ) -> Result<Arc<LoadedRule>, RuntimeError> {
         for (name, _) in component.component_type().imports(&self.engine) {
             if !ALLOWED_IMPORTS.contains(&name) {
                 return Err(RuntimeError::ForbiddenImport(name.to_owned()));
@@ -256,9 +339,9 @@ impl Runtime {
         let instance_pre = self
             .linker
             .instantiate_pre(&component)
-            .map_err(|e| RuntimeError::Invalid(format!("{e:#}")))?;
+            .map_err(|e| RuntimeError::WrongWorld(format!("{e:#}")))?;
         let pre = bindings::RulePre::new(instance_pre)
-            .map_err(|e| RuntimeError::Invalid(format!("{e:#}")))?;
+            .map_err(|e| RuntimeError::WrongWorld(format!("{e:#}")))?;
         let metadata = self.read_metadata(&pre)?;
         let rule = Arc::new(LoadedRule {
             pre,
@@ -272,7 +355,16 @@ impl Runtime {
         Ok(rule)
     }
 
-    fn cached(&self, digest: &str) -> Option<Arc<LoadedRule>> {
+    /// Drops a rule from the in-memory cache (it stays in the module store).
+    pub fn evict(&self, digest: &str) {
+        self.loaded
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(digest);
+    }
+
+    /// The loaded rule with `digest`, if it is in memory.
+    pub fn cached(&self, digest: &str) -> Option<Arc<LoadedRule>> {
         self.loaded
             .read()
             .unwrap_or_else(|p| p.into_inner())

@@ -96,7 +96,7 @@ impl Store {
     pub async fn key_by_hash(&self, key_hash: &str) -> Result<Option<AuthRecord>, StoreError> {
         let sql = format!(
             "SELECT {KEY_COLUMNS}, k.key_hash, t.name AS t_name, t.organization_type, \
-             t.settings, t.created_at AS t_created_at \
+             t.settings, t.rules_revision, t.created_at AS t_created_at \
              FROM api_keys k JOIN tenants t ON t.id = k.tenant_id \
              WHERE k.key_hash = $1 AND k.revoked_at IS NULL"
         );
@@ -113,6 +113,7 @@ impl Store {
             name: r.try_get("t_name")?,
             organization_type: r.try_get("organization_type")?,
             settings: r.try_get("settings")?,
+            rules_revision: r.try_get("rules_revision")?,
             created_at: r.try_get("t_created_at")?,
         };
         Ok(Some(AuthRecord {

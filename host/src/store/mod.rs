@@ -6,8 +6,10 @@
 //! common dialect (`$n` placeholders, `ON CONFLICT`, BIGINT times and flags);
 //! migrations live per backend under `migrations/`.
 mod assessments;
+mod audit;
 mod blocklists;
 mod keys;
+mod rules;
 mod tenants;
 
 use std::{path::Path, str::FromStr, time::Duration};
@@ -20,8 +22,10 @@ use sqlx::{
 pub use assessments::{
     AssessmentWrite, CommitOutcome, HistoryRow, IdempotencyRecord, ListMatch, StoredAssessment,
 };
+pub use audit::{AuditBreak, AuditEntry, AuditEvent};
 pub use blocklists::{BlocklistEntry, BlocklistFilter, BlocklistPatch, NewBlocklistEntry};
 pub use keys::{ApiKeyRecord, AuthRecord, NewApiKey};
+pub use rules::{ActivationRecord, RuleVersionRecord, SigningKeyRecord};
 pub use tenants::Tenant;
 
 /// Errors of the storage boundary.

@@ -11,6 +11,8 @@ pub struct Tenant {
     pub organization_type: String,
     /// Settings as stored (JSON object text).
     pub settings: String,
+    /// Bumped by every rule activation, deactivation and pipeline change.
+    pub rules_revision: i64,
     pub created_at: i64,
 }
 
@@ -33,7 +35,8 @@ impl Store {
 
     pub async fn tenant(&self, id: &str) -> Result<Option<Tenant>, StoreError> {
         let row = sqlx::query(
-            "SELECT id, name, organization_type, settings, created_at FROM tenants WHERE id = $1",
+            "SELECT id, name, organization_type, settings, rules_revision, created_at \
+             FROM tenants WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(&self.pool)
@@ -44,6 +47,7 @@ impl Store {
                 name: r.try_get("name")?,
                 organization_type: r.try_get("organization_type")?,
                 settings: r.try_get("settings")?,
+                rules_revision: r.try_get("rules_revision")?,
                 created_at: r.try_get("created_at")?,
             })
         })

@@ -1,0 +1,613 @@
+//! Tenant rules (§11): upload, list, versions, activate / deactivate.
+//!
+//! An upload is checked in this order, and the first failure answers 400
+//! `RULE_REJECTED` with `details.check` naming the failed check:
+//! `request` (multipart shape) → `size` → `signature` (known, unrevoked key
+//! of this tenant; ed25519 over the module's SHA-256) → `manifest` →
+//! `component` / `imports` / `wit_version` / `world` (structure, before any
+//! compiling) → compile once, off the async workers → `metadata` (the
+//! component's own id and version must match the manifest). Every
+//! rejection, like every acceptance, is written to the audit log.
+use axum::{
+    Json, Router,
+    extract::{DefaultBodyLimit, Multipart, Path, State, multipart::MultipartRejection},
+    http::StatusCode,
+    routing::{get, post},
+};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{ApiError, Body, auth::Auth, parse_json};
+use crate::{
+    app::App,
+    domain::{
+        now_ms, rfc3339_ms,
+        signing::{Manifest, digest_string, parse_signature, sha256, verify},
+    },
+    pipeline::Mode,
+    registry,
+    runtime::{LoadedRule, RuntimeError},
+    store::{AuditEvent, RuleVersionRecord, StoreError},
+};
+
+pub fn router(max_module_bytes: usize) -> Router<App> {
+    Router::new()
+        .route(
+            "/api/v1/rules",
+            get(list)
+                .post(upload)
+                .layer(DefaultBodyLimit::max(max_module_bytes + 256 * 1024)),
+        )
+        .route("/api/v1/rules/{rule_id}/versions", get(versions))
+        .route("/api/v1/rules/{rule_id}/versions/{version}", get(version))
+        .route(
+            "/api/v1/rules/{rule_id}/versions/{version}/activate",
+            post(activate),
+        )
+        .route(
+            "/api/v1/rules/{rule_id}/versions/{version}/deactivate",
+            post(deactivate_version),
+        )
+        .route("/api/v1/rules/{rule_id}/deactivate", post(deactivate))
+}
+
+/// The parts of an upload.
+#[derive(Debug, Default)]
+struct UploadParts {
+    module: Option<Vec<u8>>,
+    signature: Option<Vec<u8>>,
+    key_id: Option<String>,
+    manifest: Option<String>,
+}
+
+struct Rejection {
+    check: &'static str,
+    reason: String,
+}
+
+fn rejected(check: &'static str, reason: impl Into<String>) -> Rejection {
+    Rejection {
+        check,
+        reason: reason.into(),
+    }
+}
+
+async fn read_parts(
+    multipart: Result<Multipart, MultipartRejection>,
+    max_module: usize,
+) -> Result<UploadParts, Rejection> {
+    let mut multipart = multipart.map_err(|e| {
+        rejected(
+            "request",
+            format!("expected a multipart/form-data body: {}", e.body_text()),
+        )
+    })?;
+    let mut parts = UploadParts::default();
+    loop {
+        let field = match multipart.next_field().await {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                return Err(rejected(
+                    "size",
+                    format!("the upload is larger than the {max_module}-byte module limit"),
+                ));
+            }
+            Err(e) => return Err(rejected("request", format!("malformed multipart: {e}"))),
+        };
+        let name = field.name().unwrap_or_default().to_owned();
+        let bytes = match field.bytes().await {
+            Ok(b) => b.to_vec(),
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                return Err(rejected(
+                    "size",
+                    format!("the upload is larger than the {max_module}-byte module limit"),
+                ));
+            }
+            Err(e) => return Err(rejected("request", format!("reading `{name}`: {e}"))),
+        };
+        let text = |b: Vec<u8>| {
+            String::from_utf8(b).map_err(|_| rejected("request", format!("`{name}` is not UTF-8")))
+        };
+        let slot_taken = match name.as_str() {
+            "module" => parts.module.replace(bytes).is_some(),
+            "signature" => parts.signature.replace(bytes).is_some(),
+            "key_id" => parts
+                .key_id
+                .replace(text(bytes)?.trim().to_owned())
+                .is_some(),
+            "manifest" => parts.manifest.replace(text(bytes)?).is_some(),
+            other => {
+                return Err(rejected(
+                    "request",
+                    format!(
+                        "unexpected part `{other}` (expected module, signature, key_id, manifest)"
+                    ),
+                ));
+            }
+        };
+        if slot_taken {
+            return Err(rejected("request", format!("part `{name}` appears twice")));
+        }
+    }
+    Ok(parts)
+}
+
+fn runtime_rejection(e: RuntimeError) -> Result<Rejection, ApiError> {
+    let check = match &e {
+        RuntimeError::NotComponent(_) | RuntimeError::Invalid(_) => "component",
+        RuntimeError::ForbiddenImport(_) => "imports",
+        RuntimeError::UnsupportedWitVersion(_) => "wit_version",
+        RuntimeError::WrongWorld(_) => "world",
+        RuntimeError::Metadata(_) => "metadata",
+        RuntimeError::Engine(_) | RuntimeError::Cache(_) => {
+            return Err(ApiError::Internal(e.into()));
+        }
+    };
+    Ok(rejected(check, e.to_string()))
+}
+
+/// Everything an accepted upload needs, verified.
+struct Verified {
+    record: RuleVersionRecord,
+    module: Vec<u8>,
+    rule: std::sync::Arc<LoadedRule>,
+}
+
+async fn verify_upload(
+    app: &App,
+    auth: &Auth,
+    parts: UploadParts,
+) -> Result<Result<Verified, Rejection>, ApiError> {
+    let max = app.config.rule_max_bytes;
+    let (Some(module), Some(signature), Some(key_id), Some(manifest_text)) =
+        (parts.module, parts.signature, parts.key_id, parts.manifest)
+    else {
+        return Ok(Err(rejected(
+            "request",
+            "the upload needs four parts: module, signature, key_id, manifest",
+        )));
+    };
+    if module.len() > max {
+        return Ok(Err(rejected(
+            "size",
+            format!(
+                "the module is {} bytes; the limit is {max} bytes",
+                module.len()
+            ),
+        )));
+    }
+    // 1. The signature, before anything else looks at the bytes.
+    let sha = sha256(&module);
+    let digest = digest_string(&sha);
+    let Some(key) = app.store.signing_key(auth.tenant_id(), &key_id).await? else {
+        return Ok(Err(rejected(
+            "signature",
+            format!(
+                "unknown signing key `{key_id}`: only keys registered by this tenant \
+                 (POST /api/v1/signing-keys) can sign its rules"
+            ),
+        )));
+    };
+    if let Some(at) = key.revoked_at {
+        return Ok(Err(rejected(
+            "signature",
+            format!("signing key `{key_id}` was revoked at {}", rfc3339_ms(at)),
+        )));
+    }
+    let public = match crate::domain::signing::parse_public_key(&key.public_key) {
+        Ok(k) => k,
+        Err(e) => return Err(ApiError::Internal(anyhow::anyhow!("stored key: {e}"))),
+    };
+    let sig = match parse_signature(&signature) {
+        Ok(s) => s,
+        Err(e) => return Ok(Err(rejected("signature", e))),
+    };
+    if !verify(&public, &sha, &sig) {
+        return Ok(Err(rejected(
+            "signature",
+            format!(
+                "the signature does not verify with key `{key_id}` over the module's SHA-256 \
+                 ({digest}): the bytes were changed after signing, or another key signed them"
+            ),
+        )));
+    }
+    // 2. The manifest.
+    let manifest: Manifest = match serde_json::from_str(&manifest_text) {
+        Ok(m) => m,
+        Err(e) => return Ok(Err(rejected("manifest", format!("not valid: {e}")))),
+    };
+    if let Err(e) = manifest.validate() {
+        return Ok(Err(rejected("manifest", e)));
+    }
+    if app.builtins.contains_key(&manifest.rule_id) {
+        return Ok(Err(rejected(
+            "manifest",
+            format!(
+                "`{}` is the id of a built-in rule; choose another",
+                manifest.rule_id
+            ),
+        )));
+    }
+    if app
+        .store
+        .rule_version(auth.tenant_id(), &manifest.rule_id, &manifest.version)
+        .await?
+        .is_some()
+    {
+        return Err(ApiError::Duplicate(format!(
+            "version {} of `{}` was already uploaded; versions are immutable",
+            manifest.version, manifest.rule_id
+        )));
+    }
+    // 3. Structure, compile once (off the async workers), metadata.
+    if let Err(e) = crate::runtime::inspect(&module) {
+        return Ok(Err(runtime_rejection(e)?));
+    }
+    let (rt, cache, bytes) = (
+        std::sync::Arc::clone(&app.runtime),
+        std::sync::Arc::clone(&app.modules),
+        module.clone(),
+    );
+    let compiled = tokio::task::spawn_blocking(move || rt.compile_cached(&cache, &bytes))
+        .await
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("compile worker: {e}")))?;
+    let rule = match compiled {
+        Ok(r) => r,
+        Err(e) => return Ok(Err(runtime_rejection(e)?)),
+    };
+    let meta = &rule.metadata;
+    if meta.id != manifest.rule_id || meta.version != manifest.version {
+        return Ok(Err(rejected(
+            "metadata",
+            format!(
+                "the manifest says {}@{}, the component's metadata says {}@{}",
+                manifest.rule_id, manifest.version, meta.id, meta.version
+            ),
+        )));
+    }
+    if let Some(schema) = &manifest.params_schema {
+        let defaults = Value::Object(
+            manifest
+                .default_params
+                .clone()
+                .unwrap_or_else(|| meta.default_params.clone()),
+        );
+        if let Err(e) = crate::domain::signing::check_params(schema, &defaults) {
+            return Ok(Err(rejected(
+                "manifest",
+                format!("the default params do not satisfy params_schema {e}"),
+            )));
+        }
+    }
+    let record = RuleVersionRecord {
+        tenant_id: auth.tenant_id().to_owned(),
+        rule_id: manifest.rule_id.clone(),
+        version: manifest.version.clone(),
+        digest,
+        size_bytes: i64::try_from(module.len()).unwrap_or(i64::MAX),
+        manifest: serde_json::to_string(&manifest).map_err(|e| ApiError::Internal(e.into()))?,
+        signer_key_id: key.id,
+        signature: crate::domain::signing::b64(&sig.to_bytes()),
+        uploaded_by: auth.record.key.id.clone(),
+        created_at: now_ms(),
+    };
+    Ok(Ok(Verified {
+        record,
+        module,
+        rule,
+    }))
+}
+
+async fn upload(
+    State(app): State<App>,
+    auth: Auth,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    auth.require("rules:write")?;
+    let started = std::time::Instant::now();
+    let outcome = match read_parts(multipart, app.config.rule_max_bytes).await {
+        Ok(parts) => verify_upload(&app, &auth, parts).await?,
+        Err(r) => Err(r),
+    };
+    let verified = match outcome {
+        Ok(v) => v,
+        Err(r) => {
+            let event = AuditEvent {
+                actor: auth.record.key.id.clone(),
+                action: "rule.rejected".into(),
+                subject: "upload".into(),
+                details: json!({ "check": r.check, "reason": r.reason }),
+            };
+            app.store
+                .append_audit(auth.tenant_id(), now_ms(), &event)
+                .await?;
+            return Err(ApiError::RuleRejected {
+                reason: r.reason,
+                check: r.check,
+            });
+        }
+    };
+    let rec = &verified.record;
+    let event = AuditEvent {
+        actor: auth.record.key.id.clone(),
+        action: "rule.uploaded".into(),
+        subject: format!("{}@{}", rec.rule_id, rec.version),
+        details: json!({
+            "digest": rec.digest,
+            "signer_key_id": rec.signer_key_id,
+            "size_bytes": rec.size_bytes,
+        }),
+    };
+    match app
+        .store
+        .insert_rule_version(rec, &verified.module, &event)
+        .await
+    {
+        Ok(()) => {}
+        Err(StoreError::Duplicate) => {
+            return Err(ApiError::Duplicate(format!(
+                "version {} of `{}` was already uploaded; versions are immutable",
+                rec.version, rec.rule_id
+            )));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    tracing::info!(
+        rule_id = %rec.rule_id,
+        version = %rec.version,
+        digest = %rec.digest,
+        ms = started.elapsed().as_millis() as u64,
+        "rule uploaded"
+    );
+    let mut body = version_view(rec, &verified.rule, None);
+    body["status"] = json!("inactive");
+    Ok((StatusCode::CREATED, Json(body)))
+}
+
+fn version_view(v: &RuleVersionRecord, rule: &LoadedRule, status: Option<&str>) -> Value {
+    let manifest: Value = serde_json::from_str(&v.manifest).unwrap_or(Value::Null);
+    json!({
+        "rule_id": v.rule_id,
+        "version": v.version,
+        "digest": v.digest,
+        "signer": v.signer_key_id,
+        "uploaded_by": v.uploaded_by,
+        "size_bytes": v.size_bytes,
+        "status": status.unwrap_or("inactive"),
+        "description": manifest.get("description").cloned().unwrap_or(json!("")),
+        "flows": rule.metadata.flows,
+        "signals": rule.metadata.signals,
+        "params_schema": manifest.get("params_schema").cloned().unwrap_or(Value::Null),
+        "default_params": manifest.get("default_params").cloned().filter(|d| !d.is_null())
+            .unwrap_or_else(|| Value::Object(rule.metadata.default_params.clone())),
+        "created_at": rfc3339_ms(v.created_at),
+    })
+}
+
+fn stored_view(v: &RuleVersionRecord, status: &str) -> Value {
+    let manifest: Value = serde_json::from_str(&v.manifest).unwrap_or(Value::Null);
+    json!({
+        "rule_id": v.rule_id,
+        "version": v.version,
+        "digest": v.digest,
+        "signer": v.signer_key_id,
+        "uploaded_by": v.uploaded_by,
+        "size_bytes": v.size_bytes,
+        "status": status,
+        "manifest": manifest,
+        "created_at": rfc3339_ms(v.created_at),
+    })
+}
+
+/// `GET /api/v1/rules`: the built-in rules and the tenant's own.
+async fn list(State(app): State<App>, auth: Auth) -> Result<Json<Value>, ApiError> {
+    auth.require("rules:read")?;
+    let versions = app.store.rule_versions(auth.tenant_id(), None).await?;
+    let activations = app.store.activations(auth.tenant_id()).await?;
+    let mut data = Vec::new();
+    for id in crate::builtins::ids() {
+        if let Some(rule) = app.builtins.get(id) {
+            data.push(json!({
+                "rule_id": id,
+                "source": "builtin",
+                "active_version": rule.metadata.version,
+                "mode": "active",
+                "versions": [rule.metadata.version],
+                "description": rule.metadata.description,
+            }));
+        }
+    }
+    let mut ids: Vec<&str> = versions.iter().map(|v| v.rule_id.as_str()).collect();
+    ids.dedup();
+    for id in ids {
+        let active = activations.iter().find(|a| a.rule_id == id);
+        data.push(json!({
+            "rule_id": id,
+            "source": "tenant",
+            "active_version": active.map(|a| a.version.clone()),
+            "mode": active.map_or("inactive", |a| a.mode.as_str()),
+            "versions": versions.iter().filter(|v| v.rule_id == id).map(|v| v.version.clone()).collect::<Vec<_>>(),
+        }));
+    }
+    Ok(Json(json!({ "data": data })))
+}
+
+async fn versions(
+    State(app): State<App>,
+    auth: Auth,
+    Path(rule_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    auth.require("rules:read")?;
+    let versions = app
+        .store
+        .rule_versions(auth.tenant_id(), Some(&rule_id))
+        .await?;
+    if versions.is_empty() {
+        return Err(ApiError::NotFound("rule"));
+    }
+    let activations = app.store.activations(auth.tenant_id()).await?;
+    let status = |v: &RuleVersionRecord| {
+        activations
+            .iter()
+            .find(|a| a.rule_id == v.rule_id && a.version == v.version)
+            .map_or("inactive".to_owned(), |a| a.mode.clone())
+    };
+    Ok(Json(json!({
+        "rule_id": rule_id,
+        "data": versions.iter().map(|v| stored_view(v, &status(v))).collect::<Vec<_>>(),
+    })))
+}
+
+async fn version(
+    State(app): State<App>,
+    auth: Auth,
+    Path((rule_id, version)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    auth.require("rules:read")?;
+    let v = app
+        .store
+        .rule_version(auth.tenant_id(), &rule_id, &version)
+        .await?
+        .ok_or(ApiError::NotFound("rule version"))?;
+    let activations = app.store.activations(auth.tenant_id()).await?;
+    let status = activations
+        .iter()
+        .find(|a| a.rule_id == v.rule_id && a.version == v.version)
+        .map_or("inactive".to_owned(), |a| a.mode.clone());
+    let rule = registry::load_rule(&app, auth.tenant_id(), &v.digest)
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    Ok(Json(version_view(&v, &rule, Some(&status))))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ActivateRequest {
+    #[serde(default)]
+    mode: Option<String>,
+}
+
+async fn activate(
+    State(app): State<App>,
+    auth: Auth,
+    Path((rule_id, version)): Path<(String, String)>,
+    Body(body): Body,
+) -> Result<Json<Value>, ApiError> {
+    auth.require("rules:write")?;
+    let req: ActivateRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        ActivateRequest::default()
+    } else {
+        parse_json(&body)?
+    };
+    let mode_text = req.mode.as_deref().unwrap_or("active");
+    let mode = Mode::parse(mode_text).ok_or_else(|| {
+        ApiError::validation(
+            "mode",
+            format!("`{mode_text}` is not one of active, shadow"),
+        )
+    })?;
+    let tenant_id = auth.tenant_id();
+    let v = app
+        .store
+        .rule_version(tenant_id, &rule_id, &version)
+        .await?
+        .ok_or(ApiError::NotFound("rule version"))?;
+    let signer = app.store.signing_key(tenant_id, &v.signer_key_id).await?;
+    if let Some(at) = signer.as_ref().and_then(|k| k.revoked_at) {
+        return Err(ApiError::InvalidTransition(format!(
+            "{rule_id}@{version} is signed only by `{}`, revoked at {}; re-sign it with an active key and upload it as a new version",
+            v.signer_key_id,
+            rfc3339_ms(at)
+        )));
+    }
+    // Loadable here before it becomes visible anywhere.
+    registry::load_rule(&app, tenant_id, &v.digest)
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    let now = now_ms();
+    let event = AuditEvent {
+        actor: auth.record.key.id.clone(),
+        action: "rule.activated".into(),
+        subject: format!("{rule_id}@{version}"),
+        details: json!({ "mode": mode.as_str(), "digest": v.digest }),
+    };
+    let previous = app
+        .store
+        .activate_rule(tenant_id, &rule_id, &version, mode.as_str(), now, &event)
+        .await?;
+    app.auth_cache.forget_tenant(tenant_id);
+    Ok(Json(json!({
+        "rule_id": rule_id,
+        "version": version,
+        "digest": v.digest,
+        "mode": mode.as_str(),
+        "status": mode.as_str(),
+        "activated_at": rfc3339_ms(now),
+        "previous": previous.map(|(version, mode)| json!({ "version": version, "mode": mode })),
+    })))
+}
+
+async fn deactivate_version(
+    State(app): State<App>,
+    auth: Auth,
+    Path((rule_id, version)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    auth.require("rules:write")?;
+    let running = app
+        .store
+        .activations(auth.tenant_id())
+        .await?
+        .into_iter()
+        .find(|a| a.rule_id == rule_id);
+    match running {
+        Some(a) if a.version == version => do_deactivate(&app, &auth, &rule_id).await,
+        Some(a) => Err(ApiError::InvalidTransition(format!(
+            "{rule_id}@{version} is not running; version {} is ({})",
+            a.version, a.mode
+        ))),
+        None => {
+            app.store
+                .rule_version(auth.tenant_id(), &rule_id, &version)
+                .await?
+                .ok_or(ApiError::NotFound("rule version"))?;
+            Err(ApiError::InvalidTransition(format!(
+                "{rule_id} is not active"
+            )))
+        }
+    }
+}
+
+async fn deactivate(
+    State(app): State<App>,
+    auth: Auth,
+    Path(rule_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    auth.require("rules:write")?;
+    do_deactivate(&app, &auth, &rule_id).await
+}
+
+async fn do_deactivate(app: &App, auth: &Auth, rule_id: &str) -> Result<Json<Value>, ApiError> {
+    let now = now_ms();
+    let event = AuditEvent {
+        actor: auth.record.key.id.clone(),
+        action: "rule.deactivated".into(),
+        subject: rule_id.to_owned(),
+        details: json!({}),
+    };
+    let Some((version, mode)) = app
+        .store
+        .deactivate_rule(auth.tenant_id(), rule_id, now, &event)
+        .await?
+    else {
+        return Err(ApiError::NotFound("active rule"));
+    };
+    app.auth_cache.forget_tenant(auth.tenant_id());
+    Ok(Json(json!({
+        "rule_id": rule_id,
+        "version": version,
+        "previous_mode": mode,
+        "status": "inactive",
+        "deactivated_at": rfc3339_ms(now),
+    })))
+}

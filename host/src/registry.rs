@@ -1,0 +1,210 @@
+//! Tenant rules at run time: loading uploaded components (memory → this
+//! node's artifact cache → its module store → the database) and compiling
+//! each tenant's pipeline from its settings and activations.
+//!
+//! A tenant's compiled pipeline is cached against the settings text and
+//! `rules_revision` it was built from. Both travel with the tenant row,
+//! which every node re-reads at least once a second (the auth cache), so an
+//! activation on one node reaches every node's next assess within about a
+//! second. Swapping is an `Arc` replacement: assessments in flight finish on
+//! the pipeline they started with.
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
+
+use serde_json::Value;
+
+use crate::{
+    app::App,
+    domain::signing::{digest_string, sha256},
+    pipeline::{Mode, Pipeline, PipelineConfig, StepConfig, config::ConfigError},
+    runtime::{LoadedRule, RuntimeError},
+    store::{StoreError, Tenant},
+};
+
+/// Why a tenant's rules could not be made ready.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error("pipeline configuration: {0}")]
+    Config(#[from] ConfigError),
+    #[error("tenant settings are not valid JSON: {0}")]
+    Settings(String),
+    #[error("module {0} is not stored anywhere this node can read")]
+    MissingModule(String),
+    #[error("stored module does not hash to {0}")]
+    Corrupt(String),
+    #[error("compile worker failed: {0}")]
+    Worker(String),
+}
+
+/// Tenant id → (settings text, rules revision, compiled pipeline).
+#[derive(Debug, Default)]
+pub struct PipelineCache {
+    map: Mutex<HashMap<String, (String, i64, Arc<Pipeline>)>>,
+}
+
+impl PipelineCache {
+    fn get(&self, tenant: &Tenant) -> Option<Arc<Pipeline>> {
+        let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(&tenant.id)
+            .filter(|(s, r, _)| *s == tenant.settings && *r == tenant.rules_revision)
+            .map(|(_, _, p)| Arc::clone(p))
+    }
+
+    fn last(&self, tenant_id: &str) -> Option<Arc<Pipeline>> {
+        let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(tenant_id).map(|(_, _, p)| Arc::clone(p))
+    }
+
+    fn put(&self, tenant: &Tenant, pipeline: Arc<Pipeline>) {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        map.insert(
+            tenant.id.clone(),
+            (tenant.settings.clone(), tenant.rules_revision, pipeline),
+        );
+    }
+}
+
+/// The tenant's stored payout pipeline configuration, if it has one.
+pub fn configured_pipeline(settings: &str) -> Result<Option<PipelineConfig>, RegistryError> {
+    let parsed: Value =
+        serde_json::from_str(settings).map_err(|e| RegistryError::Settings(e.to_string()))?;
+    match parsed.get("pipeline").and_then(|p| p.get("payout")) {
+        None => Ok(None),
+        Some(cfg) => serde_json::from_value(cfg.clone())
+            .map(Some)
+            .map_err(|e| RegistryError::Settings(format!("pipeline.payout: {e}"))),
+    }
+}
+
+/// Loads the component `digest` uploaded by `tenant_id`, compiling it only
+/// if no artifact of this node has it.
+pub async fn load_rule(
+    app: &App,
+    tenant_id: &str,
+    digest: &str,
+) -> Result<Arc<LoadedRule>, RegistryError> {
+    if let Some(rule) = app.runtime.cached(digest) {
+        return Ok(rule);
+    }
+    let (rt, cache, d) = (
+        Arc::clone(&app.runtime),
+        Arc::clone(&app.modules),
+        digest.to_owned(),
+    );
+    let local = tokio::task::spawn_blocking(move || match rt.load_cached(&cache, &d) {
+        Some(r) => Some(r),
+        None => cache
+            .module(&d)
+            .map(|bytes| rt.compile_cached(&cache, &bytes)),
+    })
+    .await
+    .map_err(|e| RegistryError::Worker(e.to_string()))?;
+    if let Some(loaded) = local {
+        return Ok(loaded?);
+    }
+    let bytes = app
+        .store
+        .rule_module(tenant_id, digest)
+        .await?
+        .ok_or_else(|| RegistryError::MissingModule(digest.to_owned()))?;
+    if digest_string(&sha256(&bytes)) != digest {
+        return Err(RegistryError::Corrupt(digest.to_owned()));
+    }
+    let (rt, cache) = (Arc::clone(&app.runtime), Arc::clone(&app.modules));
+    let rule = tokio::task::spawn_blocking(move || rt.compile_cached(&cache, &bytes))
+        .await
+        .map_err(|e| RegistryError::Worker(e.to_string()))??;
+    Ok(rule)
+}
+
+/// The tenant's compiled payout pipeline, built when its settings or rules
+/// revision changed. If building fails, the last good pipeline keeps
+/// serving (and the failure is logged).
+pub async fn tenant_pipeline(app: &App, tenant: &Tenant) -> Result<Arc<Pipeline>, RegistryError> {
+    if let Some(p) = app.pipelines.get(tenant) {
+        return Ok(p);
+    }
+    match build_pipeline(app, tenant).await {
+        Ok(p) => {
+            app.pipelines.put(tenant, Arc::clone(&p));
+            Ok(p)
+        }
+        Err(e) => match app.pipelines.last(&tenant.id) {
+            Some(last) => {
+                tracing::error!(error = %e, tenant_id = %tenant.id, "cannot rebuild the pipeline; keeping the last good one");
+                Ok(last)
+            }
+            None => Err(e),
+        },
+    }
+}
+
+async fn build_pipeline(app: &App, tenant: &Tenant) -> Result<Arc<Pipeline>, RegistryError> {
+    let configured = configured_pipeline(&tenant.settings)?;
+    if configured.is_none() && tenant.rules_revision == 0 {
+        return Ok(Arc::clone(&app.default_pipeline));
+    }
+    let activations = app.store.activations(&tenant.id).await?;
+    let mut runnable: HashMap<String, (Arc<LoadedRule>, Mode)> = app
+        .builtins
+        .iter()
+        .map(|(id, r)| (id.clone(), (Arc::clone(r), Mode::Active)))
+        .collect();
+    for a in &activations {
+        let rule = load_rule(app, &tenant.id, &a.digest).await?;
+        let mode = Mode::parse(&a.mode).unwrap_or(Mode::Shadow);
+        runnable.insert(a.rule_id.clone(), (rule, mode));
+    }
+    let config = effective_config(app, configured, &activations_ids(&activations), &runnable);
+    Ok(Arc::new(config.compile(|id| runnable.get(id).cloned())?))
+}
+
+fn activations_ids(a: &[crate::store::ActivationRecord]) -> Vec<String> {
+    a.iter().map(|a| a.rule_id.clone()).collect()
+}
+
+/// The configuration that runs: the stored one (or the default), without
+/// custom rules that are not activated, plus activated rules it does not
+/// mention (appended, with their defaults).
+pub fn effective_config(
+    app: &App,
+    configured: Option<PipelineConfig>,
+    activated: &[String],
+    runnable: &HashMap<String, (Arc<LoadedRule>, Mode)>,
+) -> PipelineConfig {
+    let mut config = configured.unwrap_or_else(|| {
+        let mut d = PipelineConfig::with_rules(&crate::builtins::ids());
+        d.deadline_ms = app.default_pipeline.deadline.as_millis() as u64;
+        d.thresholds = app.default_pipeline.thresholds;
+        d
+    });
+    config.rules.retain(|s| runnable.contains_key(&s.rule_id));
+    for id in activated {
+        if !config.rules.iter().any(|s| &s.rule_id == id) {
+            config.rules.push(StepConfig::new(id));
+        }
+    }
+    config
+}
+
+/// Loads every activated rule of every tenant, so the first assessments
+/// after a start do not compile or read the database. Returns how many.
+pub async fn warm(app: &App) -> Result<usize, RegistryError> {
+    let digests = app.store.all_active_digests().await?;
+    let mut loaded = 0;
+    for (tenant_id, digest) in &digests {
+        match load_rule(app, tenant_id, digest).await {
+            Ok(_) => loaded += 1,
+            Err(e) => {
+                tracing::error!(tenant_id = %tenant_id, digest = %digest, error = %e, "cannot load an active rule")
+            }
+        }
+    }
+    Ok(loaded)
+}
