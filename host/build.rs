@@ -26,7 +26,13 @@ const TEST_GUESTS: &[&str] = &[
     "panic",
     "oversized-output",
     "garbage-output",
+    "deep-recursion",
+    "tiered-v1",
+    "tiered-v2",
+    "large-table",
 ];
+/// Example tenant rules (`examples/`), built so tests can sign and upload them.
+const EXAMPLES: &[&str] = &["structuring", "night-spei", "new-beneficiary-burst"];
 const WASM_TARGET: &str = "wasm32-unknown-unknown";
 const PROFILE: &str = "wasm-rule";
 
@@ -49,6 +55,7 @@ fn run() -> Result<(), String> {
         "guest-sdk",
         "wit",
         "tests/guests",
+        "examples",
         "Cargo.toml",
         "Cargo.lock",
     ] {
@@ -75,6 +82,9 @@ fn run() -> Result<(), String> {
     }
     for name in TEST_GUESTS {
         cmd.args(["-p", &format!("aduana-guest-{name}")]);
+    }
+    for name in EXAMPLES {
+        cmd.args(["-p", &format!("aduana-example-{name}")]);
     }
     // The outer build's flags and wrappers (clippy, coverage, host linker)
     // must not leak into the Wasm build.
@@ -111,7 +121,11 @@ fn run() -> Result<(), String> {
         "/// Built-in rule components (rule id, component bytes), in default pipeline order.\n\
          pub const BUILTIN_COMPONENTS: &[(&str, &[u8])] = &[\n",
     );
-    for (prefix, names) in [("aduana_rule_", BUILTINS), ("aduana_guest_", TEST_GUESTS)] {
+    for (prefix, names) in [
+        ("aduana_rule_", BUILTINS),
+        ("aduana_guest_", TEST_GUESTS),
+        ("aduana_example_", EXAMPLES),
+    ] {
         for name in names {
             let core = built.join(format!("{prefix}{}.wasm", name.replace('-', "_")));
             let dest = components.join(format!("{name}.wasm"));

@@ -40,6 +40,8 @@
 #![deny(missing_docs)]
 
 pub mod ident;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod testing;
 
 #[doc(hidden)]
 pub mod bindings {

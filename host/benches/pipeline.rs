@@ -74,10 +74,18 @@ fn setup() -> Setup {
         .map(|(id, bytes)| ((*id).to_owned(), runtime.load(bytes).unwrap()))
         .collect();
     let four = PipelineConfig::with_rules(&FOUR)
-        .compile(|id| loaded.get(id).cloned())
+        .compile(|id| {
+            loaded
+                .get(id)
+                .map(|r| (r.clone(), aduana_host::pipeline::Mode::Active))
+        })
         .unwrap();
     let all = PipelineConfig::with_rules(&builtins::ids())
-        .compile(|id| loaded.get(id).cloned())
+        .compile(|id| {
+            loaded
+                .get(id)
+                .map(|r| (r.clone(), aduana_host::pipeline::Mode::Active))
+        })
         .unwrap();
     let params = four
         .steps

@@ -111,14 +111,26 @@ impl App {
             .await
             .with_context(|| format!("binding {}", self.config.listen))?;
         let addr = listener.local_addr()?;
+        let watcher = crate::registry::spawn_watcher(self.clone());
         let router = crate::api::router(self);
         let handle = tokio::spawn(async move {
+            // Dropped with this task, even when it is aborted.
+            let _watcher = AbortOnDrop(watcher);
             axum::serve(listener, router)
                 .with_graceful_shutdown(shutdown_signal())
                 .await
                 .context("serving HTTP")
         });
         Ok(Server { addr, handle })
+    }
+}
+
+/// Aborts a background task when dropped.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -14,8 +14,10 @@ pub mod app;
 pub mod builtins;
 pub mod config;
 pub mod domain;
+pub mod kit;
 pub mod pipeline;
 pub mod registry;
+pub mod replay;
 pub mod runtime;
 pub mod store;
 

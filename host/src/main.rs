@@ -1,9 +1,13 @@
-//! The `aduana` binary: `serve`, `migrate`, `tenant create`, `key create`.
+//! The `aduana` binary: `serve`, `migrate`, `tenant create`, `key create`,
+//! `replay`, `audit verify`, and the rule-author kit (`keygen`, `rule
+//! new|build|test|sign|upload`).
+use std::path::PathBuf;
 
 use aduana_host::{
     App, Config,
     api::keys::{KeyRequest, create_key},
     domain::{ids::object_id, now_ms},
+    kit,
     store::{Store, Tenant},
 };
 use anyhow::Context as _;
@@ -36,6 +40,92 @@ enum Command {
     Key {
         #[command(subcommand)]
         command: KeyCommand,
+    },
+    /// Re-run a stored assessment from its stored input, context snapshot
+    /// and rule digests; exit 0 when the result is identical, 1 otherwise.
+    Replay {
+        session_id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Generate an ed25519 signing key pair: `<out>.key` (secret, 0600) and
+    /// `<out>.pub` (register it with POST /api/v1/signing-keys).
+    Keygen {
+        #[arg(long, default_value = "aduana-signing")]
+        out: PathBuf,
+    },
+    /// Write, build, test, sign and upload rules.
+    Rule {
+        #[command(subcommand)]
+        command: RuleCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Recompute every hash chain; exit 1 at the first tampered entry.
+    Verify {
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum RuleCommand {
+    /// Scaffold a rule crate (fixtures folder and snapshot test included).
+    New {
+        name: String,
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Build the rule crate into a component at `dist/<name>.wasm`.
+    Build {
+        #[arg(long, default_value = ".")]
+        path: PathBuf,
+    },
+    /// Build, then run the component in the real sandbox on
+    /// `fixtures/*.json`, snapshot each output (insta) and report fuel and
+    /// memory. `--accept` writes new or changed snapshots.
+    Test {
+        #[arg(long, default_value = ".")]
+        path: PathBuf,
+        /// Test this component instead of building.
+        #[arg(long)]
+        component: Option<PathBuf>,
+        #[arg(long)]
+        accept: bool,
+    },
+    /// Sign a component with a secret key file; writes `<component>.sig`.
+    Sign {
+        component: PathBuf,
+        #[arg(long)]
+        key: PathBuf,
+    },
+    /// Upload a signed component (and optionally activate it).
+    Upload {
+        component: PathBuf,
+        #[arg(long, env = "ADUANA_URL", default_value = "http://127.0.0.1:8080")]
+        url: String,
+        #[arg(long, env = "ADUANA_API_KEY", hide_env_values = true)]
+        api_key: String,
+        /// The signing key id (`sgk_…`) registered with the server.
+        #[arg(long)]
+        key_id: String,
+        /// Defaults to `<component>.sig`.
+        #[arg(long)]
+        signature: Option<PathBuf>,
+        /// Extra manifest fields (params_schema); defaults to
+        /// `aduana-rule.json` next to the crate's `dist/`.
+        #[arg(long)]
+        manifest: Option<PathBuf>,
+        /// Activate after upload: `active` or `shadow`.
+        #[arg(long, value_parser = ["active", "shadow"])]
+        activate: Option<String>,
     },
 }
 
@@ -90,6 +180,105 @@ fn parse_rate(s: &str) -> Result<RateArg, String> {
     }
 }
 
+async fn rule_command(command: RuleCommand) -> anyhow::Result<()> {
+    match command {
+        RuleCommand::New { name, dir } => {
+            let root = kit::scaffold(&name, &dir)?;
+            println!("created {}", root.display());
+            println!("next: cd {} && aduana rule test --accept", root.display());
+        }
+        RuleCommand::Build { path } => {
+            let out = kit::build(&path)?;
+            println!("{}", out.display());
+        }
+        RuleCommand::Test {
+            path,
+            component,
+            accept,
+        } => {
+            if accept && std::env::var("INSTA_UPDATE").as_deref() != Ok("always") {
+                // insta reads its mode from the environment: re-run ourselves
+                // with it set rather than mutate this process's environment.
+                let status = std::process::Command::new(std::env::current_exe()?)
+                    .args(std::env::args_os().skip(1))
+                    .env("INSTA_UPDATE", "always")
+                    .env_remove("CI")
+                    .status()?;
+                std::process::exit(status.code().unwrap_or(1));
+            }
+            let component = match component {
+                Some(c) => c,
+                None => kit::build(&path)?,
+            };
+            let (runs, budget) = kit::test(&path, &component)?;
+            let mut failed = false;
+            for r in &runs {
+                let share = r.fuel_used as f64 * 100.0 / budget as f64;
+                let verdict = match (&r.snapshot, share > 50.0) {
+                    (Err(_), _) => {
+                        failed = true;
+                        "SNAPSHOT DIFFERS"
+                    }
+                    (Ok(()), true) => {
+                        failed = true;
+                        "OVER HALF THE FUEL BUDGET"
+                    }
+                    (Ok(()), false) => "ok",
+                };
+                println!(
+                    "{:<28} {:<10} fuel {:>9} ({share:.2}% of {budget})  memory {:>7} KiB  {:>6} µs  {verdict}",
+                    r.name,
+                    r.outcome,
+                    r.fuel_used,
+                    r.peak_memory / 1024,
+                    r.duration_us
+                );
+            }
+            if failed {
+                anyhow::bail!("rule test failed (review with `cargo insta review`, or --accept)");
+            }
+            println!("{} fixtures passed", runs.len());
+        }
+        RuleCommand::Sign { component, key } => {
+            let (digest, sig) = kit::sign(&component, &key)?;
+            println!("signed {digest}\nsignature: {}", sig.display());
+        }
+        RuleCommand::Upload {
+            component,
+            url,
+            api_key,
+            key_id,
+            signature,
+            manifest,
+            activate,
+        } => {
+            let signature =
+                signature.unwrap_or_else(|| PathBuf::from(format!("{}.sig", component.display())));
+            let manifest_file = manifest.or_else(|| {
+                component
+                    .parent()
+                    .and_then(|d| d.parent())
+                    .map(|crate_dir| crate_dir.join("aduana-rule.json"))
+            });
+            let bytes = std::fs::read(&component)
+                .with_context(|| format!("reading {}", component.display()))?;
+            let manifest = kit::manifest(&bytes, manifest_file.as_deref())?;
+            let out = kit::upload(
+                &url,
+                &api_key,
+                &key_id,
+                &component,
+                &signature,
+                &manifest,
+                activate.as_deref(),
+            )
+            .await?;
+            println!("{out}");
+        }
+    }
+    Ok(())
+}
+
 fn init_tracing() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("ADUANA_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
@@ -116,6 +305,64 @@ async fn main() -> anyhow::Result<()> {
     init_tracing();
     let config = Config::from_env()?;
     match cli.command {
+        Command::Replay { session_id, json } => {
+            let app = App::build(config).await?;
+            let stored = app
+                .store
+                .assessment_any_tenant(&session_id)
+                .await?
+                .with_context(|| format!("no assessment `{session_id}`"))?;
+            let report = aduana_host::replay::replay(&app, &stored).await?;
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else if report.identical {
+                println!(
+                    "{session_id}: identical ({} {} , {} rules)",
+                    report.replayed.decision,
+                    report.replayed.risk_score,
+                    report.replayed.rules.len()
+                );
+            } else {
+                println!("{session_id}: DIFFERENT");
+                for d in &report.differences {
+                    println!("  {d}");
+                }
+            }
+            app.store.close().await;
+            if !report.identical {
+                std::process::exit(1);
+            }
+        }
+        Command::Audit {
+            command: AuditCommand::Verify { tenant },
+        } => {
+            let store = open_store(&config).await?;
+            let (checked, breaks) = store.verify_audit(tenant.as_deref()).await?;
+            store.close().await;
+            if breaks.is_empty() {
+                println!("audit log intact: {checked} entries verified");
+            } else {
+                for b in &breaks {
+                    println!(
+                        "TAMPERED: tenant {} entry {}: {}",
+                        b.tenant_id, b.seq, b.problem
+                    );
+                }
+                std::process::exit(1);
+            }
+        }
+        Command::Keygen { out } => {
+            let public = kit::keygen(&out)?;
+            println!(
+                "secret key: {} (keep it private)",
+                out.with_extension("key").display()
+            );
+            println!("public key: {public}");
+            println!(
+                "register it: POST /api/v1/signing-keys {{\"name\": \"...\", \"public_key\": \"{public}\"}}"
+            );
+        }
+        Command::Rule { command } => rule_command(command).await?,
         Command::Serve => {
             let app = App::build(config).await?;
             let server = app.serve().await?;

@@ -208,3 +208,33 @@ pub async fn warm(app: &App) -> Result<usize, RegistryError> {
     }
     Ok(loaded)
 }
+
+/// Loads rules activated on any node before this node's first assessment
+/// needs them, so compiling (or reading an artifact) stays off the assess
+/// path: every 250 ms, the activations of the last few seconds are loaded.
+pub fn spawn_watcher(app: App) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tick.tick().await;
+            // Generous overlap: node clocks may differ by a few seconds.
+            let since = crate::domain::now_ms() - 10_000;
+            let recent = match app.store.activated_since(since).await {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot poll activations");
+                    continue;
+                }
+            };
+            for (tenant_id, digest) in recent {
+                if app.runtime.cached(&digest).is_some() {
+                    continue;
+                }
+                if let Err(e) = load_rule(&app, &tenant_id, &digest).await {
+                    tracing::error!(tenant_id = %tenant_id, digest = %digest, error = %e, "cannot preload an activated rule");
+                }
+            }
+        }
+    })
+}

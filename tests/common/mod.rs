@@ -308,3 +308,174 @@ pub fn clean_payload() -> Value {
         "payout": { "channel": "spei", "initiated_by": "maria@bank.mx", "first_to_beneficiary": false }
     })
 }
+
+/// A registered signing key and its secret seed.
+#[derive(Debug, Clone)]
+pub struct Signer {
+    pub id: String,
+    pub secret: String,
+    pub public: String,
+}
+
+/// What an upload sends, before it is sent.
+#[derive(Debug, Clone)]
+pub struct Upload {
+    pub module: Vec<u8>,
+    pub signature: String,
+    pub key_id: String,
+    pub manifest: Value,
+}
+
+impl Upload {
+    /// A correctly signed upload of `module`, with a manifest read from the
+    /// component's own metadata.
+    pub fn signed(signer: &Signer, module: &[u8]) -> Self {
+        let rule = shared_runtime().load(module).expect("component loads");
+        let manifest = serde_json::json!({
+            "rule_id": rule.metadata.id,
+            "version": rule.metadata.version,
+            "description": rule.metadata.description,
+            "flows": rule.metadata.flows,
+            "default_params": rule.metadata.default_params,
+        });
+        Self {
+            module: module.to_vec(),
+            signature: aduana_host::domain::signing::sign_module(&signer.secret, module)
+                .expect("sign"),
+            key_id: signer.id.clone(),
+            manifest,
+        }
+    }
+}
+
+/// Components `build.rs` produced for the example rules and test guests.
+pub fn component(name: &str) -> Vec<u8> {
+    guest(name)
+}
+
+impl TestApp {
+    /// Generates an ed25519 key pair and registers its public key.
+    pub async fn signer(&self, tenant: &TestTenant) -> Signer {
+        let (secret, public) = aduana_host::domain::signing::generate_keypair();
+        let (s, v) = self
+            .post(
+                "/api/v1/signing-keys",
+                &tenant.key,
+                &serde_json::json!({"name": "release key", "public_key": public}),
+            )
+            .await;
+        assert_eq!(s, 201, "{v}");
+        Signer {
+            id: v["id"].as_str().expect("id").to_owned(),
+            secret,
+            public,
+        }
+    }
+
+    /// Sends an upload as multipart.
+    pub async fn upload(&self, key: &str, u: &Upload) -> (StatusCode, Value) {
+        upload_at(&self.client, &self.base, key, u).await
+    }
+
+    /// Uploads `module` signed by `signer` and activates it in `mode`.
+    pub async fn upload_and_activate(
+        &self,
+        tenant: &TestTenant,
+        signer: &Signer,
+        module: &[u8],
+        mode: &str,
+    ) -> Value {
+        let (s, v) = self
+            .upload(&tenant.key, &Upload::signed(signer, module))
+            .await;
+        assert_eq!(s, 201, "{v}");
+        let path = format!(
+            "/api/v1/rules/{}/versions/{}/activate",
+            v["rule_id"].as_str().expect("rule_id"),
+            v["version"].as_str().expect("version")
+        );
+        let (s, a) = self
+            .post(&path, &tenant.key, &serde_json::json!({"mode": mode}))
+            .await;
+        assert_eq!(s, 200, "{a}");
+        v
+    }
+}
+
+/// Sends an upload as multipart to the server at `base`.
+pub async fn upload_at(
+    client: &reqwest::Client,
+    base: &str,
+    key: &str,
+    u: &Upload,
+) -> (StatusCode, Value) {
+    let form = reqwest::multipart::Form::new()
+        .part(
+            "module",
+            reqwest::multipart::Part::bytes(u.module.clone()).file_name("rule.wasm"),
+        )
+        .text("signature", u.signature.clone())
+        .text("key_id", u.key_id.clone())
+        .text("manifest", u.manifest.to_string());
+    let resp = client
+        .post(format!("{base}/api/v1/rules"))
+        .bearer_auth(key)
+        .multipart(form)
+        .send()
+        .await
+        .expect("http");
+    let status = resp.status();
+    let text = resp.text().await.expect("body");
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+/// The `aduana` binary, pointed at `t`'s database and data dir.
+pub fn cli(t: &TestApp) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_aduana"));
+    cmd.env("ADUANA_DATA_DIR", &t.data_dir)
+        .env("ADUANA_LOG", "warn");
+    match &t.database_url {
+        Some(url) => cmd.env("DATABASE_URL", url),
+        None => cmd.env_remove("DATABASE_URL"),
+    };
+    cmd
+}
+
+/// A separate `aduana serve` process on `t`'s database with its own data
+/// dir; killed on drop. Returns once it is ready.
+pub async fn spawn_node(
+    t: &TestApp,
+    data_dir: &std::path::Path,
+) -> (tokio::process::Child, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("port")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let child = cli(t)
+        .arg("serve")
+        .env("ADUANA_DATA_DIR", data_dir)
+        .env("ADUANA_LISTEN", format!("127.0.0.1:{port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn aduana serve");
+    let base = format!("http://127.0.0.1:{port}");
+    for _ in 0..600 {
+        if let Ok(r) = t
+            .client
+            .get(format!("{base}/api/v1/health/ready"))
+            .send()
+            .await
+            && r.status() == 200
+        {
+            return (child, base);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("aduana serve at {base} did not become ready");
+}

@@ -6,18 +6,7 @@ use std::{process::Stdio, time::Duration};
 use aduana_host::store::Store;
 use serde_json::Value;
 
-use crate::common::{Db, TestApp, clean_payload};
-
-fn cli(t: &TestApp) -> tokio::process::Command {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_aduana"));
-    cmd.env("ADUANA_DATA_DIR", &t.data_dir)
-        .env("ADUANA_LOG", "warn");
-    match &t.database_url {
-        Some(url) => cmd.env("DATABASE_URL", url),
-        None => cmd.env_remove("DATABASE_URL"),
-    };
-    cmd
-}
+use crate::common::{Db, TestApp, clean_payload, cli};
 
 async fn run_json(cmd: &mut tokio::process::Command) -> Value {
     let out = cmd.output().await.expect("run aduana");

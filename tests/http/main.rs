@@ -11,4 +11,7 @@ mod blocklists;
 mod cli;
 mod containment;
 mod idempotency;
+mod kit;
+mod pipeline;
+mod rules;
 mod validation;

@@ -1,4 +1,4 @@
-//! Snapshot tests of every built-in rule: each fixture under
+//! Snapshot tests of every built-in and example rule: each fixture under
 //! `tests/fixtures/<rule-id>/` runs through the real compiled component, as
 //! the pipeline would run it, and its output is compared with the insta
 //! snapshot. CI never writes snapshots.
@@ -14,6 +14,13 @@ use aduana_host::{
     pipeline::fixture::{Fixture, FixtureOutput},
 };
 
+/// Example tenant rules (`examples/<crate>`) by rule id.
+const EXAMPLES: &[(&str, &str)] = &[
+    ("structuring-below-threshold", "structuring"),
+    ("night-high-value-spei", "night-spei"),
+    ("new-beneficiary-large-transfer", "new-beneficiary-burst"),
+];
+
 #[test]
 fn builtin_rule_fixtures() {
     let rt = common::shared_runtime();
@@ -23,11 +30,20 @@ fn builtin_rule_fixtures() {
             .and_then(|p| p.file_name())
             .and_then(|n| n.to_str())
             .unwrap();
-        let (_, bytes) = BUILTIN_COMPONENTS
-            .iter()
-            .find(|(id, _)| *id == rule_id)
-            .unwrap_or_else(|| panic!("no built-in rule `{rule_id}` for {}", path.display()));
-        let rule = rt.load(bytes).unwrap();
+        let bytes: Vec<u8> = match BUILTIN_COMPONENTS.iter().find(|(id, _)| *id == rule_id) {
+            Some((_, bytes)) => bytes.to_vec(),
+            None => {
+                // The example tenant rules, by their crate folder.
+                let file = EXAMPLES
+                    .iter()
+                    .find(|(id, _)| *id == rule_id)
+                    .map(|(_, f)| *f)
+                    .unwrap_or_else(|| panic!("no rule `{rule_id}` for {}", path.display()));
+                common::guest(file)
+            }
+        };
+        let rule = rt.load(&bytes).unwrap();
+        assert_eq!(rule.metadata.id, rule_id);
         let fixture: Fixture = serde_json::from_str(&std::fs::read_to_string(path).unwrap())
             .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let mut params = rule.metadata.default_params.clone();

@@ -67,6 +67,59 @@ fn request_hash(body: &[u8], input: &PayoutInput) -> String {
     hex::encode(Sha256::digest(canonical.as_bytes()))
 }
 
+/// Reads what the rules may ask about: the tenant's list hits for the
+/// transaction's identifiers and the origin → beneficiary history.
+pub(crate) async fn prefetch_context(
+    app: &App,
+    tenant_id: &str,
+    input: &PayoutInput,
+    now: i64,
+) -> Result<Arc<ContextSnapshot>, ApiError> {
+    let origin_key = input.origin_key();
+    let beneficiary_key = input.beneficiary_key();
+    let identifiers = input.list_identifiers();
+    let (matches, history) = tokio::join!(
+        app.store
+            .list_matches(tenant_id, "payout", &identifiers, now),
+        async {
+            match &beneficiary_key {
+                Some(b) => {
+                    app.store
+                        .beneficiary_history(tenant_id, &origin_key, b)
+                        .await
+                }
+                None => Ok(None),
+            }
+        }
+    );
+    let mut list_hits: Vec<ListHitRecord> = matches?
+        .into_iter()
+        .map(|m| ListHitRecord {
+            list_type: m.list_type,
+            value: m.value,
+            entry_id: m.entry_id,
+            severity: m.severity,
+        })
+        .collect();
+    // Most severe first, so a lookup sees `block` before `flag`/`review`.
+    let rank = |s: &str| match s {
+        "block" => 0,
+        "flag" => 1,
+        _ => 2,
+    };
+    list_hits.sort_by(|a, b| {
+        rank(&a.severity)
+            .cmp(&rank(&b.severity))
+            .then(a.entry_id.cmp(&b.entry_id))
+    });
+    let history = history?.map_or_else(HistoryRecord::default, |h| HistoryRecord {
+        prior_transfers: u32::try_from(h.transfers).unwrap_or(u32::MAX),
+        first_at_ms: Some(h.first_at),
+        last_at_ms: Some(h.last_at),
+    });
+    Ok(Arc::new(ContextSnapshot { list_hits, history }))
+}
+
 async fn assess_payout(
     State(app): State<App>,
     auth: Auth,
@@ -112,49 +165,7 @@ async fn assess_payout(
 
     let session_id = ids::payout_session_id(now);
     tracing::Span::current().record("session_id", session_id.as_str());
-    let origin_key = input.origin_key();
-    let beneficiary_key = input.beneficiary_key();
-    let identifiers = input.list_identifiers();
-    let (matches, history) = tokio::join!(
-        app.store
-            .list_matches(&tenant_id, "payout", &identifiers, now),
-        async {
-            match &beneficiary_key {
-                Some(b) => {
-                    app.store
-                        .beneficiary_history(&tenant_id, &origin_key, b)
-                        .await
-                }
-                None => Ok(None),
-            }
-        }
-    );
-    let mut list_hits: Vec<ListHitRecord> = matches?
-        .into_iter()
-        .map(|m| ListHitRecord {
-            list_type: m.list_type,
-            value: m.value,
-            entry_id: m.entry_id,
-            severity: m.severity,
-        })
-        .collect();
-    // Most severe first, so a lookup sees `block` before `flag`/`review`.
-    let rank = |s: &str| match s {
-        "block" => 0,
-        "flag" => 1,
-        _ => 2,
-    };
-    list_hits.sort_by(|a, b| {
-        rank(&a.severity)
-            .cmp(&rank(&b.severity))
-            .then(a.entry_id.cmp(&b.entry_id))
-    });
-    let history = history?.map_or_else(HistoryRecord::default, |h| HistoryRecord {
-        prior_transfers: u32::try_from(h.transfers).unwrap_or(u32::MAX),
-        first_at_ms: Some(h.first_at),
-        last_at_ms: Some(h.last_at),
-    });
-    let context = Arc::new(ContextSnapshot { list_hits, history });
+    let context = prefetch_context(&app, &tenant_id, &input, now).await?;
 
     let exponent = input.money.as_ref().map_or(2, |m| m.currency.exponent());
     let tx = input.to_transaction(exponent, now);
@@ -219,13 +230,15 @@ async fn assess_payout(
         input: serde_json::to_string(&input).map_err(|e| ApiError::Internal(e.into()))?,
         context: serde_json::to_string(&*context).map_err(|e| ApiError::Internal(e.into()))?,
         rules: serde_json::to_string(&verdict.rules).map_err(|e| ApiError::Internal(e.into()))?,
+        thresholds: serde_json::to_string(&pipeline.thresholds)
+            .map_err(|e| ApiError::Internal(e.into()))?,
         response: response.clone(),
         created_at: now,
         idempotency: idem_key
             .clone()
             .map(|k| (IDEMPOTENCY_SCOPE.to_owned(), k, hash.clone())),
-        history: match (&beneficiary_key, verdict.decision) {
-            (Some(b), d) if d != Decision::Decline => Some((origin_key, b.clone())),
+        history: match (input.beneficiary_key(), verdict.decision) {
+            (Some(b), d) if d != Decision::Decline => Some((input.origin_key(), b)),
             _ => None,
         },
         outbox: Some((event_id, event.to_owned(), outbox_payload)),

@@ -1,14 +1,18 @@
 //! The HTTP API (contract: `API.md`). A `router()` per resource, one
 //! [`ApiError`], and the extractors they share.
 pub mod assess;
+pub mod assessments;
+pub mod audit;
 pub mod auth;
 pub mod blocklists;
 mod error;
 pub mod health;
 pub mod keys;
+pub mod pipeline;
 pub mod ratelimit;
 pub mod rules;
 pub mod signing_keys;
+pub mod simulation;
 
 use axum::{
     Router,
@@ -65,6 +69,10 @@ pub fn router(app: App) -> Router {
         .merge(health::router())
         .merge(rules::router(app.config.rule_max_bytes))
         .merge(signing_keys::router())
+        .merge(pipeline::router())
+        .merge(simulation::router())
+        .merge(assessments::router())
+        .merge(audit::router())
         .fallback(|| async { ApiError::NotFound("route") })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))

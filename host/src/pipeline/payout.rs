@@ -75,8 +75,9 @@ struct WirePayout {
     first_to_beneficiary: Option<bool>,
 }
 
-/// A validated payout request.
-#[derive(Debug, Clone, serde::Serialize)]
+/// A validated payout request (stored with the assessment; replay reads
+/// it back).
+#[derive(Debug, Clone, serde::Serialize, Deserialize)]
 pub struct PayoutInput {
     #[serde(skip)]
     pub money: Option<Money>,

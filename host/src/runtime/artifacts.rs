@@ -139,6 +139,11 @@ impl ArtifactCache {
         write_atomic(&self.artifacts, &self.artifact_name(hex), &file)
     }
 
+    /// Whether a valid artifact for `digest` is on disk.
+    pub(super) fn has_artifact(&self, digest: &str) -> bool {
+        self.artifact(digest).is_some()
+    }
+
     /// The artifact for `digest`, only if this host produced it for this
     /// engine (tag verified). Anything else is ignored, and recompiled.
     pub(super) fn artifact(&self, digest: &str) -> Option<Vec<u8>> {

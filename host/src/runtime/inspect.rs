@@ -1,7 +1,7 @@
 //! Cheap structural checks of an uploaded component, before any compiling:
 //! is it a component, does it import only the rule interface (at a WIT
 //! version this host binds), does it export what the `rule` world requires.
-use wasmparser::{Encoding, Parser, Payload};
+use wasmparser::{ComponentTypeRef, Encoding, Parser, Payload};
 
 use super::{ALLOWED_IMPORTS, RuntimeError};
 
@@ -43,7 +43,11 @@ pub fn inspect(bytes: &[u8]) -> Result<(), RuntimeError> {
                 for import in reader {
                     let import =
                         import.map_err(|e| RuntimeError::Invalid(format!("malformed: {e}")))?;
-                    check_import(import.name.0)?;
+                    // Type imports (the world's `use`d records) carry no
+                    // capability; instances and functions are checked.
+                    if !matches!(import.ty, ComponentTypeRef::Type(_)) {
+                        check_import(import.name.0)?;
+                    }
                 }
             }
             Payload::ComponentExportSection(reader) if depth == 1 => {

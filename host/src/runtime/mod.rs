@@ -299,13 +299,18 @@ impl Runtime {
 
     /// Checks, compiles once and caches an uploaded component: the bytes go
     /// to the module store, the compiled artifact to the artifact cache.
+    /// Both are written even when the rule is already in memory, so a
+    /// restart never has to recompile what was accepted.
     pub fn compile_cached(
         &self,
         cache: &ArtifactCache,
         bytes: &[u8],
     ) -> Result<Arc<LoadedRule>, RuntimeError> {
         let digest = format!("sha256:{}", hex::encode(Sha256::digest(bytes)));
-        if let Some(loaded) = self.load_cached(cache, &digest) {
+        if cache.has_artifact(&digest)
+            && let Some(loaded) = self.load_cached(cache, &digest)
+        {
+            cache.put_module(&digest, bytes)?;
             return loaded;
         }
         inspect(bytes)?;
@@ -313,11 +318,16 @@ impl Runtime {
             .engine
             .precompile_component(bytes)
             .map_err(|e| RuntimeError::Invalid(format!("{e:#}")))?;
-        // SAFETY: `artifact` was produced just now by this engine.
-        #[allow(unsafe_code)]
-        let component = unsafe { Component::deserialize(&self.engine, &artifact) }
-            .map_err(|e| RuntimeError::Invalid(format!("{e:#}")))?;
-        let rule = self.finish(component, digest.clone())?;
+        let rule = match self.cached(&digest) {
+            Some(rule) => rule,
+            None => {
+                // SAFETY: `artifact` was produced just now by this engine.
+                #[allow(unsafe_code)]
+                let component = unsafe { Component::deserialize(&self.engine, &artifact) }
+                    .map_err(|e| RuntimeError::Invalid(format!("{e:#}")))?;
+                self.finish(component, digest.clone())?
+            }
+        };
         // Only components that passed every check reach the disk.
         cache.put_module(&digest, bytes)?;
         cache.put_artifact(&digest, &artifact)?;

@@ -20,6 +20,8 @@ pub struct AssessmentWrite {
     pub input: String,
     pub context: String,
     pub rules: String,
+    /// The decision thresholds used (JSON), for replay.
+    pub thresholds: String,
     pub response: String,
     pub created_at: i64,
     /// (scope, key, request hash) when the request carried an idempotency key.
@@ -58,8 +60,27 @@ pub struct StoredAssessment {
     pub input: String,
     pub context: String,
     pub rules: String,
+    pub thresholds: String,
     pub response: String,
     pub created_at: i64,
+}
+
+const ASSESSMENT_COLUMNS: &str = "session_id, tenant_id, flow, decision, risk_score, input,     context, rules, thresholds, response, created_at";
+
+fn assessment_from_row(r: &sqlx::any::AnyRow) -> Result<StoredAssessment, StoreError> {
+    Ok(StoredAssessment {
+        session_id: r.try_get("session_id")?,
+        tenant_id: r.try_get("tenant_id")?,
+        flow: r.try_get("flow")?,
+        decision: r.try_get("decision")?,
+        risk_score: r.try_get("risk_score")?,
+        input: r.try_get("input")?,
+        context: r.try_get("context")?,
+        rules: r.try_get("rules")?,
+        thresholds: r.try_get("thresholds")?,
+        response: r.try_get("response")?,
+        created_at: r.try_get("created_at")?,
+    })
 }
 
 /// A blocklist entry matching one of a transaction's identifiers.
@@ -222,8 +243,8 @@ impl Store {
         }
         sqlx::query(
             "INSERT INTO assessments (session_id, tenant_id, flow, decision, risk_score, \
-             payment_id, input, context, rules, response, simulated, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0, $11)",
+             payment_id, input, context, rules, thresholds, response, simulated, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 0, $12)",
         )
         .bind(&a.session_id)
         .bind(&a.tenant_id)
@@ -234,6 +255,7 @@ impl Store {
         .bind(&a.input)
         .bind(&a.context)
         .bind(&a.rules)
+        .bind(&a.thresholds)
         .bind(&a.response)
         .bind(a.created_at)
         .execute(&mut *tx)
@@ -277,29 +299,50 @@ impl Store {
         tenant_id: &str,
         session_id: &str,
     ) -> Result<Option<StoredAssessment>, StoreError> {
-        let row = sqlx::query(
-            "SELECT session_id, tenant_id, flow, decision, risk_score, input, context, rules, \
-             response, created_at FROM assessments WHERE tenant_id = $1 AND session_id = $2",
-        )
+        let row = sqlx::query(&format!(
+            "SELECT {ASSESSMENT_COLUMNS} FROM assessments WHERE tenant_id = $1 AND session_id = $2"
+        ))
         .bind(tenant_id)
         .bind(session_id)
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|r| {
-            Ok(StoredAssessment {
-                session_id: r.try_get("session_id")?,
-                tenant_id: r.try_get("tenant_id")?,
-                flow: r.try_get("flow")?,
-                decision: r.try_get("decision")?,
-                risk_score: r.try_get("risk_score")?,
-                input: r.try_get("input")?,
-                context: r.try_get("context")?,
-                rules: r.try_get("rules")?,
-                response: r.try_get("response")?,
-                created_at: r.try_get("created_at")?,
-            })
-        })
-        .transpose()
+        row.as_ref().map(assessment_from_row).transpose()
+    }
+
+    /// A stored assessment of any tenant (operator tools only).
+    pub async fn assessment_any_tenant(
+        &self,
+        session_id: &str,
+    ) -> Result<Option<StoredAssessment>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {ASSESSMENT_COLUMNS} FROM assessments WHERE session_id = $1"
+        ))
+        .bind(session_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(assessment_from_row).transpose()
+    }
+
+    /// The tenant's live assessments of `flow` at or after `since`, newest
+    /// first, at most `limit`.
+    pub async fn recent_assessments(
+        &self,
+        tenant_id: &str,
+        flow: &str,
+        since: i64,
+        limit: i64,
+    ) -> Result<Vec<StoredAssessment>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {ASSESSMENT_COLUMNS} FROM assessments WHERE tenant_id = $1 AND flow = $2 \
+             AND simulated = 0 AND created_at >= $3 ORDER BY created_at DESC, session_id LIMIT $4"
+        ))
+        .bind(tenant_id)
+        .bind(flow)
+        .bind(since)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(assessment_from_row).collect()
     }
 
     /// Counts rows of a tenant in a side-effect table (`assessments`,

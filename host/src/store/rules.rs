@@ -285,6 +285,22 @@ impl Store {
             .collect()
     }
 
+    /// Activations made at or after `since` (Unix ms) as (tenant, digest),
+    /// for nodes loading newly activated rules ahead of their first use.
+    pub async fn activated_since(&self, since: i64) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT a.tenant_id, v.digest FROM rule_activations a JOIN rule_versions v \
+             ON v.tenant_id = a.tenant_id AND v.rule_id = a.rule_id AND v.version = a.version \
+             WHERE a.activated_at >= $1",
+        )
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("tenant_id")?, r.try_get("digest")?)))
+            .collect()
+    }
+
     /// Makes `version` the running version of its rule (replacing any
     /// other), bumps the tenant's revision and audits, in one transaction.
     /// Returns the activation it replaced.

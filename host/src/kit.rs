@@ -1,0 +1,487 @@
+//! The rule-author kit behind `aduana keygen` and `aduana rule
+//! new|build|test|sign|upload`: scaffold a rule crate, build it into a
+//! component, run it in the real sandbox against JSON fixtures with insta
+//! snapshots, sign it and upload it.
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    sync::Arc,
+};
+
+use anyhow::{Context as _, bail};
+use serde_json::{Value, json};
+
+use crate::{
+    domain::signing,
+    pipeline::fixture::{Fixture, FixtureOutput},
+    runtime::{Runtime, RuntimeLimits},
+};
+
+/// Where the guest SDK lives (scaffolds depend on it by path).
+pub fn sdk_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(|p| p.join("guest-sdk"))
+        .unwrap_or_else(|| PathBuf::from("guest-sdk"))
+}
+
+/// `aduana keygen`: writes `<out>.key` (secret seed, base64, mode 0600) and
+/// `<out>.pub` (public key, base64); returns the public key.
+pub fn keygen(out: &Path) -> anyhow::Result<String> {
+    let (secret, public) = signing::generate_keypair();
+    let key_path = out.with_extension("key");
+    let pub_path = out.with_extension("pub");
+    if key_path.exists() {
+        bail!("{} exists; refusing to overwrite a key", key_path.display());
+    }
+    write_private(&key_path, &secret)?;
+    std::fs::write(&pub_path, format!("{public}\n"))
+        .with_context(|| format!("writing {}", pub_path.display()))?;
+    Ok(public)
+}
+
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        opts.mode(0o600);
+    }
+    let mut f = opts
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    writeln!(f, "{text}").with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+fn snake(name: &str) -> String {
+    name.replace('-', "_")
+}
+
+fn camel(name: &str) -> String {
+    name.split('-')
+        .map(|w| {
+            let mut c = w.chars();
+            c.next()
+                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+/// `aduana rule new NAME`: a rule crate with a fixtures folder and a native
+/// snapshot test, in `dir/NAME`.
+pub fn scaffold(name: &str, dir: &Path) -> anyhow::Result<PathBuf> {
+    if !signing::is_rule_id(name) {
+        bail!(
+            "`{name}` is not a valid rule id: 2 to 64 of a-z, 0-9 and `-`, starting with a letter"
+        );
+    }
+    let root = dir.join(name);
+    if root.exists() {
+        bail!("{} already exists", root.display());
+    }
+    let code = format!("{}_large_amount", snake(name));
+    let files: Vec<(&str, String)> = vec![
+        (
+            "Cargo.toml",
+            format!(
+                r#"[package]
+name = "{name}"
+version = "0.1.0"
+edition = "2024"
+publish = false
+
+[lib]
+crate-type = ["cdylib", "rlib"]
+
+[dependencies]
+aduana-guest-sdk = {{ path = {sdk:?} }}
+serde = {{ version = "1", features = ["derive"] }}
+
+[dev-dependencies]
+insta = {{ version = "1", features = ["json", "glob"] }}
+
+# A rule is its own workspace, wherever it lives.
+[workspace]
+
+[profile.release]
+opt-level = 3
+lto = true
+codegen-units = 1
+strip = true
+panic = "abort"
+"#,
+                sdk = sdk_path().display().to_string()
+            ),
+        ),
+        (
+            "src/lib.rs",
+            format!(
+                r#"//! Rule `{name}`: fires `{code}` on payouts at or above a threshold.
+//!
+//! Edit `evaluate`, add fixtures under `fixtures/`, then:
+//! `aduana rule test` (real sandbox, snapshots) and `cargo test` (native).
+use aduana_guest_sdk::prelude::*;
+use serde::{{Deserialize, Serialize}};
+
+/// Tunables: the tenant overrides them per pipeline, no new version needed.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Params {{
+    /// Amount in major units from which the signal fires.
+    pub threshold: String,
+    pub weight: u32,
+}}
+
+impl Default for Params {{
+    fn default() -> Self {{
+        Self {{ threshold: "100000.00".into(), weight: 20 }}
+    }}
+}}
+
+/// The rule.
+pub struct {ty};
+
+impl Rule for {ty} {{
+    type Params = Params;
+
+    fn describe() -> aduana_guest_sdk::Description {{
+        aduana_guest_sdk::Description::new("{name}", "payout at or above a threshold")
+            .flow(Flow::Payout)
+            .signal("{code}", 20, "payout at or above the threshold")
+    }}
+
+    fn evaluate(tx: &Transaction, params: &Params, _ctx: &dyn Context) -> Result<Evaluation, RuleError> {{
+        let limit = tx.amount.major_to_minor(&params.threshold).ok_or_else(|| {{
+            RuleError::InvalidParams(format!("threshold `{{}}` is not an amount", params.threshold))
+        }})?;
+        let mut out = Evaluation::new();
+        if tx.amount.minor >= limit {{
+            out.fire("{code}", params.weight, &format!("at least {{}} {{}}", params.threshold, tx.amount.currency));
+        }}
+        Ok(out)
+    }}
+}}
+
+export_rule!({ty});
+"#,
+                ty = camel(name)
+            ),
+        ),
+        (
+            "tests/snapshots.rs",
+            format!(
+                r#"//! Native snapshot test over `fixtures/*.json` (the same fixtures
+//! `aduana rule test` runs through the compiled component).
+use {crate_name}::{ty};
+
+#[test]
+fn fixtures() {{
+    insta::glob!("../fixtures", "*.json", |path| {{
+        let out = aduana_guest_sdk::testing::run_fixture::<{ty}>(path).expect("fixture");
+        insta::assert_json_snapshot!(out);
+    }});
+}}
+"#,
+                crate_name = snake(name),
+                ty = camel(name)
+            ),
+        ),
+        (
+            "fixtures/large.json",
+            json!({
+                "description": "a payout at the threshold fires",
+                "transaction": {
+                    "amount_minor": 10_000_000, "currency": "MXN", "exponent": 2,
+                    "beneficiary": {"name": "Proveedor SA", "country": "MX"},
+                    "origin": {"account_id": "acct_01", "country": "MX"},
+                    "payout": {"channel": "spei"},
+                    "assessed_at_ms": 1_763_822_400_000i64
+                },
+                "context": {"history": {"prior_transfers": 0}}
+            })
+            .to_string(),
+        ),
+        (
+            "fixtures/small.json",
+            json!({
+                "description": "a small payout does not fire",
+                "transaction": {
+                    "amount_minor": 150_050, "currency": "MXN", "exponent": 2,
+                    "beneficiary": {"name": "Proveedor SA", "country": "MX"},
+                    "assessed_at_ms": 1_763_822_400_000i64
+                }
+            })
+            .to_string(),
+        ),
+        (
+            "aduana-rule.json",
+            serde_json::to_string_pretty(&json!({
+                "params_schema": {
+                    "type": "object",
+                    "properties": {
+                        "threshold": {"type": "string", "pattern": "^[0-9]+(\\.[0-9]+)?$"},
+                        "weight": {"type": "integer", "minimum": 0, "maximum": 100}
+                    }
+                }
+            }))?,
+        ),
+        (".gitignore", "target/\ndist/\n*.key\n".to_owned()),
+    ];
+    for (file, text) in files {
+        let path = root.join(file);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(root)
+}
+
+/// The `[package] name` of the crate at `dir`.
+fn package_name(dir: &Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(dir.join("Cargo.toml"))
+        .with_context(|| format!("no Cargo.toml in {}", dir.display()))?;
+    text.lines()
+        .skip_while(|l| l.trim() != "[package]")
+        .find_map(|l| {
+            let (k, v) = l.split_once('=')?;
+            (k.trim() == "name").then(|| v.trim().trim_matches('"').to_owned())
+        })
+        .context("Cargo.toml has no [package] name")
+}
+
+/// `aduana rule build`: compiles the crate at `dir` for
+/// `wasm32-unknown-unknown` and wraps it into a component at
+/// `dir/dist/<name>.wasm`.
+pub fn build(dir: &Path) -> anyhow::Result<PathBuf> {
+    let name = package_name(dir)?;
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| dir.join("target"));
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let status = Command::new(cargo)
+        .current_dir(dir)
+        .args(["build", "--release", "--target", "wasm32-unknown-unknown"])
+        .arg("--target-dir")
+        .arg(&target_dir)
+        // The same small stack the built-in rules use.
+        .env("CARGO_ENCODED_RUSTFLAGS", "-Clink-arg=-zstack-size=65536")
+        .env_remove("RUSTFLAGS")
+        .status()
+        .context("running cargo")?;
+    if !status.success() {
+        bail!("cargo build failed ({status})");
+    }
+    let core = target_dir
+        .join("wasm32-unknown-unknown/release")
+        .join(format!("{}.wasm", snake(&name)));
+    let bytes = std::fs::read(&core).with_context(|| format!("reading {}", core.display()))?;
+    let component = wit_component::ComponentEncoder::default()
+        .module(&bytes)
+        .and_then(|e| e.validate(true).encode())
+        .map_err(|e| anyhow::anyhow!("making a component: {e:#}"))?;
+    crate::runtime::inspect(&component).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let dist = dir.join("dist");
+    std::fs::create_dir_all(&dist)?;
+    let out = dist.join(format!("{name}.wasm"));
+    std::fs::write(&out, component).with_context(|| format!("writing {}", out.display()))?;
+    Ok(out)
+}
+
+/// One fixture's result in `aduana rule test`.
+#[derive(Debug, Clone)]
+pub struct FixtureRun {
+    pub name: String,
+    pub outcome: String,
+    pub fuel_used: u64,
+    pub peak_memory: usize,
+    pub duration_us: u128,
+    pub snapshot: Result<(), String>,
+}
+
+/// `aduana rule test`: runs `component` in the production sandbox on every
+/// `fixtures/*.json` under `dir`, snapshots each output with insta under
+/// `dir/snapshots/`, and reports fuel and memory. Fails when a snapshot
+/// differs or a fixture uses more than half the fuel budget.
+pub fn test(dir: &Path, component: &Path) -> anyhow::Result<(Vec<FixtureRun>, u64)> {
+    let bytes =
+        std::fs::read(component).with_context(|| format!("reading {}", component.display()))?;
+    let limits = RuntimeLimits {
+        pool_instances: 8,
+        ..RuntimeLimits::default()
+    };
+    let budget = limits.fuel;
+    let rt = Runtime::new(limits)?;
+    let rule = rt.load(&bytes)?;
+    let mut fixtures: Vec<PathBuf> = std::fs::read_dir(dir.join("fixtures"))
+        .with_context(|| format!("no fixtures/ folder in {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    fixtures.sort();
+    if fixtures.is_empty() {
+        bail!("fixtures/ has no *.json fixture");
+    }
+    let snapshots = dir.join("snapshots");
+    let mut settings = insta::Settings::clone_current();
+    settings.set_snapshot_path(
+        std::fs::canonicalize(dir)
+            .unwrap_or_else(|_| dir.to_path_buf())
+            .join("snapshots"),
+    );
+    settings.set_prepend_module_to_snapshot(false);
+    settings.set_omit_expression(true);
+    std::fs::create_dir_all(&snapshots)?;
+    let mut runs = Vec::new();
+    for path in fixtures {
+        let name = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("fixture")
+            .to_owned();
+        let text = std::fs::read_to_string(&path)?;
+        let fixture: Fixture =
+            serde_json::from_str(&text).with_context(|| format!("{}", path.display()))?;
+        let mut params = rule.metadata.default_params.clone();
+        params.extend(fixture.params.clone());
+        let run = rt.evaluate(
+            &rule,
+            &fixture.transaction.to_transaction(),
+            &Value::Object(params).to_string(),
+            &Arc::new(fixture.context.clone()),
+        );
+        let out = FixtureOutput::from_outcome(&run.outcome);
+        let value = json!({
+            "fixture": fixture.description,
+            "outcome": out.outcome,
+            "reason": out.reason,
+            "signals": out.signals,
+            "warnings": out.warnings,
+        });
+        let snap_name = name.clone();
+        let snapshot = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            settings.bind(|| insta::assert_json_snapshot!(snap_name, value));
+        }))
+        .map_err(|p| {
+            p.downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                .unwrap_or_else(|| "snapshot assertion failed".to_owned())
+        });
+        runs.push(FixtureRun {
+            name,
+            outcome: out.outcome,
+            fuel_used: run.fuel_used,
+            peak_memory: run.peak_memory,
+            duration_us: run.duration.as_micros(),
+            snapshot,
+        });
+    }
+    Ok((runs, budget))
+}
+
+/// `aduana rule sign`: signs `component` with the secret key file; writes
+/// `<component>.sig` (base64) and returns (digest, signature path).
+pub fn sign(component: &Path, key_file: &Path) -> anyhow::Result<(String, PathBuf)> {
+    let bytes =
+        std::fs::read(component).with_context(|| format!("reading {}", component.display()))?;
+    let secret = std::fs::read_to_string(key_file)
+        .with_context(|| format!("reading {}", key_file.display()))?;
+    let sig = signing::sign_module(&secret, &bytes).map_err(|e| anyhow::anyhow!(e))?;
+    let out = PathBuf::from(format!("{}.sig", component.display()));
+    std::fs::write(&out, format!("{sig}\n"))?;
+    Ok((signing::digest_string(&signing::sha256(&bytes)), out))
+}
+
+/// The upload manifest of `component`: its own metadata, plus the optional
+/// extra fields (`params_schema`, `description`) of `aduana-rule.json`.
+pub fn manifest(component: &[u8], extra: Option<&Path>) -> anyhow::Result<Value> {
+    let rt = Runtime::new(RuntimeLimits {
+        pool_instances: 2,
+        ..RuntimeLimits::default()
+    })?;
+    let rule = rt.load(component)?;
+    let mut m = json!({
+        "rule_id": rule.metadata.id,
+        "version": rule.metadata.version,
+        "description": rule.metadata.description,
+        "flows": rule.metadata.flows,
+        "default_params": rule.metadata.default_params,
+    });
+    if let Some(path) = extra.filter(|p| p.exists()) {
+        let text = std::fs::read_to_string(path)?;
+        let extra: Value =
+            serde_json::from_str(&text).with_context(|| format!("{}", path.display()))?;
+        if let (Some(m), Some(extra)) = (m.as_object_mut(), extra.as_object()) {
+            for (k, v) in extra {
+                m.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    Ok(m)
+}
+
+/// `aduana rule upload`: sends the signed component, and activates it when
+/// `activate` names a mode. Returns the server's answers.
+pub async fn upload(
+    url: &str,
+    api_key: &str,
+    key_id: &str,
+    component: &Path,
+    signature: &Path,
+    manifest: &Value,
+    activate: Option<&str>,
+) -> anyhow::Result<Value> {
+    let bytes =
+        std::fs::read(component).with_context(|| format!("reading {}", component.display()))?;
+    let sig = std::fs::read_to_string(signature)
+        .with_context(|| format!("reading {}", signature.display()))?;
+    let form = reqwest::multipart::Form::new()
+        .part(
+            "module",
+            reqwest::multipart::Part::bytes(bytes).file_name("rule.wasm"),
+        )
+        .text("signature", sig.trim().to_owned())
+        .text("key_id", key_id.to_owned())
+        .text("manifest", manifest.to_string());
+    let client = reqwest::Client::new();
+    let base = url.trim_end_matches('/');
+    let resp = client
+        .post(format!("{base}/api/v1/rules"))
+        .bearer_auth(api_key)
+        .multipart(form)
+        .send()
+        .await
+        .context("sending the upload")?;
+    let status = resp.status();
+    let body: Value = resp.json().await.unwrap_or(Value::Null);
+    if !status.is_success() {
+        bail!("upload refused ({status}): {body}");
+    }
+    let Some(mode) = activate else {
+        return Ok(json!({ "upload": body }));
+    };
+    let path = format!(
+        "{base}/api/v1/rules/{}/versions/{}/activate",
+        body["rule_id"].as_str().unwrap_or_default(),
+        body["version"].as_str().unwrap_or_default()
+    );
+    let resp = client
+        .post(path)
+        .bearer_auth(api_key)
+        .json(&json!({ "mode": mode }))
+        .send()
+        .await
+        .context("activating")?;
+    let status = resp.status();
+    let activation: Value = resp.json().await.unwrap_or(Value::Null);
+    if !status.is_success() {
+        bail!("activation refused ({status}): {activation}");
+    }
+    Ok(json!({ "upload": body, "activation": activation }))
+}

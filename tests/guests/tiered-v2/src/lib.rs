@@ -1,0 +1,30 @@
+//! Test rule `tiered-amount` 2.0.0: flags payouts of 1,000.00 or more (in
+//! any currency with two decimals). Version 1.0.0 had a higher bar, so tests
+//! can tell which version ran.
+use aduana_guest_sdk::prelude::*;
+
+/// Minor units from which the signal fires.
+const LIMIT_MINOR: u64 = 100_000;
+
+/// The rule.
+pub struct Tiered;
+
+impl Rule for Tiered {
+    type Params = NoParams;
+
+    fn describe() -> aduana_guest_sdk::Description {
+        aduana_guest_sdk::Description::new("tiered-amount", "large payout (1,000.00)")
+            .flow(Flow::Payout)
+            .signal("tiered_large_amount", 40, "payout is large")
+    }
+
+    fn evaluate(tx: &Transaction, _: &NoParams, _: &dyn Context) -> Result<Evaluation, RuleError> {
+        let mut out = Evaluation::new();
+        if tx.amount.minor >= LIMIT_MINOR {
+            out.fire("tiered_large_amount", 40, "at least 1,000.00 (v2)");
+        }
+        Ok(out)
+    }
+}
+
+export_rule!(Tiered);
