@@ -42,10 +42,14 @@ pub enum RegistryError {
     Worker(String),
 }
 
-/// Tenant id → (settings text, rules revision, compiled pipeline).
+/// A compiled pipeline and the (settings text, rules revision) it was
+/// built from.
+type Cached = (String, i64, Arc<Pipeline>);
+
+/// Tenant id → its cached pipeline.
 #[derive(Debug, Default)]
 pub struct PipelineCache {
-    map: Mutex<HashMap<String, (String, i64, Arc<Pipeline>)>>,
+    map: Mutex<HashMap<String, Cached>>,
 }
 
 impl PipelineCache {

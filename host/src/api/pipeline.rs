@@ -120,7 +120,7 @@ fn probe_transactions() -> Vec<crate::runtime::Transaction> {
 fn probe_transaction() -> crate::runtime::Transaction {
     let input = PayoutInput {
         money: None,
-        amount_minor: 1_000_00,
+        amount_minor: 100_000,
         currency: "MXN".into(),
         transaction_type: None,
         beneficiary: crate::pipeline::payout::BeneficiaryInput {
