@@ -1,5 +1,6 @@
-//! Benchmarks for tenant-uploaded rules (issue 3), over real loopback HTTP
-//! on a SQLite data dir:
+//! Benchmarks for tenant-uploaded rules (issue 3): the real `aduana serve`
+//! binary in its own process on a SQLite data dir, driven over loopback
+//! HTTP from this process:
 //!
 //! 1. upload → active for a ~200 KB component (fresh engine each time, so
 //!    it really compiles);
@@ -10,7 +11,8 @@
 //! 4. a hostile neighbour: tenant B's p99 at a fixed rate with tenant A idle
 //!    versus A sending payouts through five hostile rules.
 //!
-//! Run: `cargo run --release -p aduana-host --example tenant_rules_bench [-- TENANTS]`
+//! Run: `scripts/bench-rules.sh [TENANTS]` (builds the release binary and
+//! this example, then runs it).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::{
@@ -19,11 +21,10 @@ use std::{
 };
 
 use aduana_host::{
-    App, Config,
     api::keys::{KeyRequest, create_key},
     builtins::COMPONENTS_DIR,
     domain::{ids::object_id, now_ms, signing},
-    store::Tenant,
+    store::{Store, Tenant},
 };
 use serde_json::{Value, json};
 
@@ -56,17 +57,6 @@ fn unique(mut bytes: Vec<u8>, tag: &str) -> Vec<u8> {
     bytes
 }
 
-fn rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -77,21 +67,80 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 struct Bench {
     base: String,
     client: reqwest::Client,
-    app: App,
+    store: Store,
+    child: std::process::Child,
 }
 
-async fn start(data_dir: &std::path::Path) -> (Bench, tokio::task::JoinHandle<anyhow::Result<()>>) {
-    let config = Config::for_database(None, data_dir.to_path_buf());
-    let app = App::build(config).await.expect("app");
-    let server = app.clone().serve().await.expect("serve");
+impl Drop for Bench {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The release `aduana` binary next to this example's folder.
+fn aduana_bin() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("exe");
+    exe.parent()
+        .and_then(|examples| examples.parent())
+        .map(|release| release.join("aduana"))
+        .expect("target dir")
+}
+
+/// Starts `aduana serve` on `data_dir`; returns once it is ready, with the
+/// time that took.
+async fn start(data_dir: &std::path::Path) -> (Bench, Duration) {
+    let store = Store::connect(None, data_dir).await.expect("store");
+    store.migrate().await.expect("migrate");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let started = Instant::now();
+    let child = std::process::Command::new(aduana_bin())
+        .arg("serve")
+        .env("ADUANA_DATA_DIR", data_dir)
+        .env("ADUANA_LISTEN", format!("127.0.0.1:{port}"))
+        .env("ADUANA_LOG", "error")
+        .env_remove("DATABASE_URL")
+        .spawn()
+        .expect("spawn aduana serve (build it: cargo build --release --bin aduana)");
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    loop {
+        if let Ok(r) = client
+            .get(format!("{base}/api/v1/health/ready"))
+            .send()
+            .await
+            && r.status() == 200
+        {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(120), "not ready");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let ready = started.elapsed();
     (
         Bench {
-            base: format!("http://{}", server.addr),
-            client: reqwest::Client::new(),
-            app,
+            base,
+            client,
+            store,
+            child,
         },
-        server.handle,
+        ready,
     )
+}
+
+fn rss_of(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 impl Bench {
@@ -104,9 +153,9 @@ impl Bench {
             rules_revision: 0,
             created_at: now_ms(),
         };
-        self.app.store.create_tenant(&t).await.unwrap();
+        self.store.create_tenant(&t).await.unwrap();
         let key = create_key(
-            &self.app.store,
+            &self.store,
             &t.id,
             KeyRequest {
                 role: Some("admin".into()),
@@ -233,7 +282,7 @@ async fn main() {
     println!("large-table component: {} KiB", big.len() / 1024);
     for i in 0..3 {
         let dir = tempfile::tempdir().unwrap();
-        let (b, server) = start(dir.path()).await;
+        let (b, _) = start(dir.path()).await;
         let (_, key) = b.tenant(true).await;
         let signer = b.signer(&key).await;
         let module = unique(big.clone(), &format!("u{i}"));
@@ -282,15 +331,16 @@ async fn main() {
             active.as_secs_f64() * 1e3,
             prep.as_secs_f64() * 1e3
         );
-        server.abort();
     }
 
     // 2. N tenants, one custom rule each.
     let dir = tempfile::tempdir().unwrap();
-    let (b, server) = start(dir.path()).await;
+    let (b, _) = start(dir.path()).await;
     let b = Arc::new(b);
     let base_rule = component("tiered-v2");
-    let rss_before = rss_mib();
+    let pid = b.child.id();
+    let _ = b.assess(&b.tenant(true).await.1).await;
+    let rss_before = rss_of(pid);
     let started = Instant::now();
     let mut keys = Vec::with_capacity(tenants);
     for i in 0..tenants {
@@ -318,7 +368,7 @@ async fn main() {
         let (_, v) = b.assess(k).await;
         assert!(v["signals"].to_string().contains("tiered_large_amount"));
     }
-    let rss_after = rss_mib();
+    let rss_after = rss_of(pid);
     let lat = load(&b, Arc::clone(&keys), 5000, 400.0).await;
     println!(
         "{tenants} tenants with a custom rule each: RSS {rss_before:.0} → {rss_after:.0} MiB (+{:.1} KiB/tenant); assess at 400/s over all tenants: p50 {:.2} ms, p99 {:.2} ms",
@@ -326,25 +376,22 @@ async fn main() {
         percentile(&lat, 0.5).as_secs_f64() * 1e3,
         percentile(&lat, 0.99).as_secs_f64() * 1e3
     );
-    server.abort();
-    b.app.store.close().await;
     drop(b);
 
     // 3. Restart on the same data dir.
-    let started = Instant::now();
-    let (b2, server) = start(dir.path()).await;
-    let ready = started.elapsed();
+    let (b2, ready) = start(dir.path()).await;
     let (first, _) = b2.assess(&keys[tenants / 2]).await;
+    let rss_restarted = rss_of(b2.child.id());
     println!(
-        "restart with {tenants} stored modules: ready in {:.0} ms (all active rules loaded), first assess {:.1} ms",
+        "restart with {tenants} stored modules: process start → ready {:.0} ms (all active rules loaded), first assess {:.1} ms, RSS {rss_restarted:.0} MiB",
         ready.as_secs_f64() * 1e3,
         first.as_secs_f64() * 1e3
     );
-    server.abort();
+    drop(b2);
 
     // 4. Hostile neighbour.
     let dir = tempfile::tempdir().unwrap();
-    let (b, server) = start(dir.path()).await;
+    let (b, _) = start(dir.path()).await;
     let b = Arc::new(b);
     let (_, good) = b.tenant(true).await;
     let (_, evil) = b.tenant(false).await; // default 100/min limit
@@ -365,11 +412,12 @@ async fn main() {
     }
     let good_keys = Arc::new(vec![good.clone()]);
     let _ = load(&b, Arc::clone(&good_keys), 500, 200.0).await; // warm
-    let quiet = load(&b, Arc::clone(&good_keys), 3000, 200.0).await;
     for (label, key, rate) in [
         ("rate-limited (100/min)", evil.clone(), 5.0),
         ("unlimited", evil_unlimited.clone(), 20.0),
     ] {
+        // A quiet run right before the noisy one, so drift hits both alike.
+        let quiet = load(&b, Arc::clone(&good_keys), 3000, 200.0).await;
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (b2, stop2) = (Arc::clone(&b), Arc::clone(&stop));
         let attacker = tokio::spawn(async move {
@@ -402,5 +450,4 @@ async fn main() {
             percentile(&noisy, 0.5).as_secs_f64() * 1e3,
         );
     }
-    server.abort();
 }

@@ -30,6 +30,8 @@ pub struct App {
     pub modules: Arc<ArtifactCache>,
     pub(crate) auth_cache: Arc<crate::api::auth::AuthCache>,
     pub(crate) rate_limits: Arc<crate::api::ratelimit::RateLimits>,
+    /// Per-tenant admission to the rule sandbox.
+    pub(crate) gates: Arc<crate::api::gates::TenantGates>,
 }
 
 impl std::fmt::Debug for App {
@@ -58,10 +60,15 @@ impl App {
             .await
             .context("connecting to the database")?;
         store.migrate().await.context("running migrations")?;
+        let modules = runtime
+            .open_cache(&config.data_dir)
+            .context("opening the module store")?;
         let mut loaded = HashMap::new();
         for (id, bytes) in builtins::BUILTIN_COMPONENTS {
+            // From memory, else this node's artifact cache, else compiled
+            // once and cached: a restart does not recompile the built-ins.
             let rule = runtime
-                .load(bytes)
+                .load_builtin(&modules, bytes)
                 .with_context(|| format!("loading built-in rule `{id}`"))?;
             anyhow::ensure!(
                 rule.metadata.id == *id,
@@ -79,9 +86,6 @@ impl App {
         let default_pipeline = default
             .compile(|id| loaded.get(id).map(|r| (Arc::clone(r), Mode::Active)))
             .context("compiling the default pipeline")?;
-        let modules = runtime
-            .open_cache(&config.data_dir)
-            .context("opening the module store")?;
         let app = Self {
             store,
             runtime,
@@ -92,6 +96,7 @@ impl App {
             modules: Arc::new(modules),
             auth_cache: Arc::default(),
             rate_limits: Arc::default(),
+            gates: Arc::default(),
         };
         let started = std::time::Instant::now();
         let warmed = crate::registry::warm(&app)
@@ -111,6 +116,7 @@ impl App {
             .await
             .with_context(|| format!("binding {}", self.config.listen))?;
         let addr = listener.local_addr()?;
+        crate::api::metrics::install();
         let watcher = crate::registry::spawn_watcher(self.clone());
         let router = crate::api::router(self);
         let handle = tokio::spawn(async move {

@@ -198,19 +198,36 @@ pub fn effective_config(
 }
 
 /// Loads every activated rule of every tenant, so the first assessments
-/// after a start do not compile or read the database. Returns how many.
+/// after a start do not compile or read the database; one loader per core.
+/// Returns how many loaded.
 pub async fn warm(app: &App) -> Result<usize, RegistryError> {
     let digests = app.store.all_active_digests().await?;
-    let mut loaded = 0;
-    for (tenant_id, digest) in &digests {
-        match load_rule(app, tenant_id, digest).await {
-            Ok(_) => loaded += 1,
-            Err(e) => {
-                tracing::error!(tenant_id = %tenant_id, digest = %digest, error = %e, "cannot load an active rule")
+    let workers = std::thread::available_parallelism().map_or(2, usize::from);
+    let queue = Arc::new(Mutex::new(digests));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..workers {
+        let (app, queue) = (app.clone(), Arc::clone(&queue));
+        tasks.spawn(async move {
+            let mut loaded = 0usize;
+            loop {
+                let next = queue.lock().unwrap_or_else(|p| p.into_inner()).pop();
+                let Some((tenant_id, digest)) = next else {
+                    return loaded;
+                };
+                match load_rule(&app, &tenant_id, &digest).await {
+                    Ok(_) => loaded += 1,
+                    Err(e) => {
+                        tracing::error!(tenant_id = %tenant_id, digest = %digest, error = %e, "cannot load an active rule")
+                    }
+                }
             }
-        }
+        });
     }
-    Ok(loaded)
+    let mut total = 0;
+    while let Some(done) = tasks.join_next().await {
+        total += done.map_err(|e| RegistryError::Worker(e.to_string()))?;
+    }
+    Ok(total)
 }
 
 /// Loads rules activated on any node before this node's first assessment

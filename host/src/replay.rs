@@ -193,6 +193,7 @@ pub async fn stored_pipeline(
             weights: r.weights.clone(),
             on_error: r.on_error,
             mode,
+            breaker: Default::default(),
         });
     }
     if let Some(c) = candidate
@@ -205,6 +206,7 @@ pub async fn stored_pipeline(
             weights: BTreeMap::new(),
             on_error: crate::pipeline::OnError::Ignore,
             mode: c.mode,
+            breaker: Default::default(),
         });
     }
     Ok(Pipeline {

@@ -267,7 +267,42 @@ async fn tenant_pipeline_settings(db: Db) {
     assert_eq!(v["decision"], "approve");
 }
 
+async fn prometheus_metrics(db: Db) {
+    let t = TestApp::start(db).await;
+    let a = t.tenant().await;
+    let (s, _) = t.assess(&a.key, &example_payload()).await;
+    assert_eq!(s, 200);
+    let resp = t
+        .client
+        .get(format!("{}/metrics", t.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let text = resp.text().await.unwrap();
+    // The recorder is process-wide, so other tests' traffic may be in it
+    // too; these series must exist after one assessment here.
+    for series in [
+        "aduana_assessments_total{flow=\"payout\"",
+        "aduana_rule_runs_total{",
+        "aduana_http_requests_total{method=\"POST\",route=\"/api/v1/assess/payout\",status=\"200\"}",
+        "aduana_http_request_duration_seconds_bucket",
+        "aduana_rule_components_loaded",
+    ] {
+        assert!(text.contains(series), "missing {series} in:\n{text}");
+    }
+    // No tenant ids in labels.
+    assert!(!text.contains(&a.id));
+}
+
 crate::both_backends!(
+    prometheus_metrics,
     documented_example_is_assessed,
     signals_and_thresholds,
     first_beneficiary_history,

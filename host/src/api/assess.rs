@@ -120,6 +120,33 @@ pub(crate) async fn prefetch_context(
     Ok(Arc::new(ContextSnapshot { list_hits, history }))
 }
 
+/// Runs `pipeline` on a blocking worker once the tenant's gate admits it;
+/// waiting counts toward the pipeline's deadline (504 past it).
+pub(crate) async fn run_pipeline(
+    app: &App,
+    tenant_id: &str,
+    pipeline: Arc<crate::pipeline::Pipeline>,
+    tx: crate::runtime::Transaction,
+    context: Arc<ContextSnapshot>,
+    warnings: Vec<FieldWarning>,
+) -> Result<crate::pipeline::Verdict, ApiError> {
+    let started = Instant::now();
+    let _permit = app
+        .gates
+        .enter(tenant_id, pipeline.deadline)
+        .await
+        .ok_or(ApiError::AssessTimeout)?;
+    let left = pipeline
+        .deadline
+        .checked_sub(started.elapsed())
+        .ok_or(ApiError::AssessTimeout)?;
+    let rt = Arc::clone(&app.runtime);
+    tokio::task::spawn_blocking(move || pipeline.run_within(&rt, &tx, &context, warnings, left))
+        .await
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("pipeline worker: {e}")))?
+        .map_err(|_| ApiError::AssessTimeout)
+}
+
 async fn assess_payout(
     State(app): State<App>,
     auth: Auth,
@@ -172,9 +199,15 @@ async fn assess_payout(
     let pipeline = crate::registry::tenant_pipeline(&app, &auth.record.tenant)
         .await
         .map_err(|e| ApiError::Internal(e.into()))?;
-    let verdict = pipeline
-        .run(&app.runtime, &tx, &context, warnings)
-        .map_err(|_| ApiError::AssessTimeout)?;
+    let verdict = run_pipeline(
+        &app,
+        &tenant_id,
+        Arc::clone(&pipeline),
+        tx,
+        context.clone(),
+        warnings,
+    )
+    .await?;
 
     let major = input
         .money
@@ -198,6 +231,7 @@ async fn assess_payout(
     })
     .to_string();
 
+    metrics::counter!("aduana_assessments_total", "flow" => "payout", "decision" => verdict.decision.as_str()).increment(1);
     let event = if verdict.decision == Decision::Decline {
         "transaction.blocked"
     } else {

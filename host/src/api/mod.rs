@@ -6,8 +6,10 @@ pub mod audit;
 pub mod auth;
 pub mod blocklists;
 mod error;
+pub mod gates;
 pub mod health;
 pub mod keys;
+pub mod metrics;
 pub mod pipeline;
 pub mod ratelimit;
 pub mod rules;
@@ -73,6 +75,8 @@ pub fn router(app: App) -> Router {
         .merge(simulation::router())
         .merge(assessments::router())
         .merge(audit::router())
+        .merge(metrics::router())
+        .route_layer(axum::middleware::from_fn(metrics::track))
         .fallback(|| async { ApiError::NotFound("route") })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))

@@ -299,12 +299,31 @@ async fn verify_upload(
     }))
 }
 
+/// Reads and discards the rest of an upload, so a refused client still
+/// reads its answer instead of a reset connection (bounded by the route's
+/// body limit).
+async fn drain(multipart: Result<Multipart, MultipartRejection>) {
+    if let Ok(mut m) = multipart {
+        while let Ok(Some(field)) = m.next_field().await {
+            if field.bytes().await.is_err() {
+                break;
+            }
+        }
+    }
+}
+
 async fn upload(
     State(app): State<App>,
-    auth: Auth,
+    auth: Result<Auth, ApiError>,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    auth.require("rules:write")?;
+    let auth = match auth.and_then(|a| a.require("rules:write").map(|()| a)) {
+        Ok(a) => a,
+        Err(e) => {
+            drain(multipart).await;
+            return Err(e);
+        }
+    };
     let started = std::time::Instant::now();
     let outcome = match read_parts(multipart, app.config.rule_max_bytes).await {
         Ok(parts) => verify_upload(&app, &auth, parts).await?,
@@ -313,6 +332,7 @@ async fn upload(
     let verified = match outcome {
         Ok(v) => v,
         Err(r) => {
+            metrics::counter!("aduana_rule_uploads_total", "result" => "rejected", "check" => r.check).increment(1);
             let event = AuditEvent {
                 actor: auth.record.key.id.clone(),
                 action: "rule.rejected".into(),
@@ -353,6 +373,8 @@ async fn upload(
         }
         Err(e) => return Err(e.into()),
     }
+    metrics::counter!("aduana_rule_uploads_total", "result" => "accepted", "check" => "none")
+        .increment(1);
     tracing::info!(
         rule_id = %rec.rule_id,
         version = %rec.version,

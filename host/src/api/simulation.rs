@@ -78,6 +78,7 @@ fn with_candidates(pipeline: &Pipeline, candidates: &[Candidate]) -> Pipeline {
                 step.params_json = Value::Object(params).to_string();
                 step.rule = Arc::clone(&c.rule);
                 step.mode = Mode::Active;
+                step.breaker = Default::default();
             }
             None => p.steps.push(Step {
                 rule: Arc::clone(&c.rule),
@@ -85,6 +86,7 @@ fn with_candidates(pipeline: &Pipeline, candidates: &[Candidate]) -> Pipeline {
                 weights: Default::default(),
                 on_error: Default::default(),
                 mode: Mode::Active,
+                breaker: Default::default(),
             }),
         }
     }
@@ -122,12 +124,9 @@ async fn simulate_payout(
     let pipeline = registry::tenant_pipeline(&app, &auth.record.tenant)
         .await
         .map_err(|e| ApiError::Internal(e.into()))?;
-    let pipeline = with_candidates(&pipeline, &candidates);
-    let rt = Arc::clone(&app.runtime);
-    let verdict = tokio::task::spawn_blocking(move || pipeline.run(&rt, &tx, &context, warnings))
-        .await
-        .map_err(|e| ApiError::Internal(anyhow::anyhow!("worker: {e}")))?
-        .map_err(|_| ApiError::AssessTimeout)?;
+    let pipeline = Arc::new(with_candidates(&pipeline, &candidates));
+    let verdict =
+        super::assess::run_pipeline(&app, &tenant_id, pipeline, tx, context, warnings).await?;
     let major = input
         .money
         .as_ref()

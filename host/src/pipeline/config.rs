@@ -155,6 +155,7 @@ impl PipelineConfig {
                 weights: s.weights.clone(),
                 on_error: s.on_error,
                 mode,
+                breaker: Default::default(),
             });
         }
         Ok(Pipeline {

@@ -3,6 +3,7 @@
 //!
 //! Pure domain logic: no axum and no SQL here. The API layer fetches the
 //! context from the store, calls [`Pipeline::run`], and commits the result.
+pub mod breaker;
 pub mod config;
 pub mod fixture;
 pub mod payout;
@@ -134,6 +135,8 @@ pub struct Step {
     pub weights: std::collections::BTreeMap<String, u32>,
     pub on_error: OnError,
     pub mode: Mode,
+    /// Quarantine state of this step on this node.
+    pub breaker: Arc<breaker::Breaker>,
 }
 
 /// A tenant's compiled pipeline for one flow.
@@ -152,7 +155,20 @@ impl Pipeline {
         runtime: &Runtime,
         tx: &Transaction,
         context: &Arc<ContextSnapshot>,
+        field_warnings: Vec<FieldWarning>,
+    ) -> Result<Verdict, DeadlineExceeded> {
+        self.run_within(runtime, tx, context, field_warnings, self.deadline)
+    }
+
+    /// Like [`Pipeline::run`], with what is left of the deadline after
+    /// admission.
+    pub fn run_within(
+        &self,
+        runtime: &Runtime,
+        tx: &Transaction,
+        context: &Arc<ContextSnapshot>,
         mut field_warnings: Vec<FieldWarning>,
+        deadline: std::time::Duration,
     ) -> Result<Verdict, DeadlineExceeded> {
         let start = Instant::now();
         let mut signals = Vec::new();
@@ -160,11 +176,26 @@ impl Pipeline {
         let mut floor = Decision::Approve;
         let mut rules = Vec::with_capacity(self.steps.len());
         for step in &self.steps {
-            if start.elapsed() > self.deadline {
+            if start.elapsed() > deadline {
                 return Err(DeadlineExceeded);
             }
             let meta = &step.rule.metadata;
-            let run = runtime.evaluate(&step.rule, tx, &step.params_json, context);
+            let run = match step.breaker.open_reason() {
+                Some(reason) => runtime::RuleRun {
+                    outcome: Outcome::Errored(reason),
+                    fuel_used: 0,
+                    duration: std::time::Duration::ZERO,
+                    peak_memory: 0,
+                },
+                None => {
+                    let run = runtime.evaluate(&step.rule, tx, &step.params_json, context);
+                    step.breaker.record(match &run.outcome {
+                        Outcome::Errored(reason) => Some(reason.as_str()),
+                        _ => None,
+                    });
+                    run
+                }
+            };
             let span = tracing::debug_span!(
                 "rule",
                 rule_id = %meta.id,
@@ -190,6 +221,14 @@ impl Pipeline {
                 on_error: step.on_error,
             };
             let shadow = step.mode == Mode::Shadow;
+            let outcome_label = match &run.outcome {
+                Outcome::Ok(_) => "ok",
+                Outcome::RuleError(_) => "rule_error",
+                Outcome::Errored(_) => "errored",
+            };
+            metrics::counter!("aduana_rule_runs_total", "outcome" => outcome_label, "mode" => step.mode.as_str()).increment(1);
+            metrics::histogram!("aduana_rule_duration_seconds").record(run.duration.as_secs_f64());
+            metrics::counter!("aduana_rule_fuel_total").increment(run.fuel_used);
             let outcome_name = match &run.outcome {
                 Outcome::Ok(_) => "ok",
                 Outcome::RuleError(_) => "rule_error",
@@ -256,7 +295,7 @@ impl Pipeline {
             }
             rules.push(record);
         }
-        if start.elapsed() > self.deadline {
+        if start.elapsed() > deadline {
             return Err(DeadlineExceeded);
         }
         let (decision, risk_score) = if blocked_by.is_some() {

@@ -297,6 +297,20 @@ impl Runtime {
         }
     }
 
+    /// A built-in component: from memory, else from a valid artifact, else
+    /// compiled and cached.
+    pub fn load_builtin(
+        &self,
+        cache: &ArtifactCache,
+        bytes: &[u8],
+    ) -> Result<Arc<LoadedRule>, RuntimeError> {
+        let digest = format!("sha256:{}", hex::encode(Sha256::digest(bytes)));
+        match self.load_cached(cache, &digest) {
+            Some(loaded) => loaded,
+            None => self.compile_cached(cache, bytes),
+        }
+    }
+
     /// Checks, compiles once and caches an uploaded component: the bytes go
     /// to the module store, the compiled artifact to the artifact cache.
     /// Both are written even when the rule is already in memory, so a
@@ -371,6 +385,11 @@ impl Runtime {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .remove(digest);
+    }
+
+    /// How many components are loaded in memory.
+    pub fn loaded_count(&self) -> usize {
+        self.loaded.read().unwrap_or_else(|p| p.into_inner()).len()
     }
 
     /// The loaded rule with `digest`, if it is in memory.
