@@ -26,6 +26,8 @@ pub struct Config {
     pub max_amount_major: Decimal,
     /// `ADUANA_RULE_MAX_BYTES`: largest accepted rule component, default 1 MiB.
     pub rule_max_bytes: usize,
+    /// `ADUANA_OPERATOR_TOKEN`: enables the operator API; unset = off.
+    pub operator_token: Option<String>,
 }
 
 /// A malformed environment variable.
@@ -65,6 +67,10 @@ impl Config {
             assess_deadline: Duration::from_millis(var("ADUANA_ASSESS_DEADLINE_MS", 800)?),
             max_amount_major: var("ADUANA_MAX_AMOUNT_MAJOR", default_max_major())?,
             rule_max_bytes: var("ADUANA_RULE_MAX_BYTES", DEFAULT_RULE_MAX_BYTES)?,
+            operator_token: std::env::var("ADUANA_OPERATOR_TOKEN")
+                .ok()
+                .map(|t| t.trim().to_owned())
+                .filter(|t| !t.is_empty()),
         })
     }
 
@@ -78,6 +84,7 @@ impl Config {
             assess_deadline: Duration::from_millis(800),
             max_amount_major: default_max_major(),
             rule_max_bytes: DEFAULT_RULE_MAX_BYTES,
+            operator_token: None,
         }
     }
 }

@@ -127,6 +127,9 @@ impl Drop for TestApp {
     }
 }
 
+/// The operator token of test apps.
+pub const OPERATOR_TOKEN: &str = "op_test_token_0123456789";
+
 /// A tenant with its admin key.
 #[derive(Debug, Clone)]
 pub struct TestTenant {
@@ -141,6 +144,16 @@ impl TestApp {
 
     /// Starts with extra components loaded next to the built-ins.
     pub async fn start_with(db: Db, extra: &[&[u8]]) -> Self {
+        Self::start_configured(db, extra, |_| {}).await
+    }
+
+    /// Starts with `adjust` applied to the configuration (the operator token
+    /// is [`OPERATOR_TOKEN`] unless `adjust` changes it).
+    pub async fn start_configured(
+        db: Db,
+        extra: &[&[u8]],
+        adjust: impl FnOnce(&mut Config),
+    ) -> Self {
         let tmp = tempfile::tempdir().expect("tempdir");
         let (database_url, pg_name) = match db {
             Db::Sqlite => (None, None),
@@ -150,7 +163,9 @@ impl TestApp {
             }
         };
         let data_dir = tmp.path().join("data");
-        let config = Config::for_database(database_url.clone(), data_dir.clone());
+        let mut config = Config::for_database(database_url.clone(), data_dir.clone());
+        config.operator_token = Some(OPERATOR_TOKEN.to_owned());
+        adjust(&mut config);
         let app = App::build_with(config, shared_runtime(), extra)
             .await
             .expect("app");

@@ -301,7 +301,48 @@ async fn prometheus_metrics(db: Db) {
     assert!(!text.contains(&a.id));
 }
 
+async fn openapi_and_docs(db: Db) {
+    let t = TestApp::start(db).await;
+    let (s, doc) = t.get("/openapi.json", "").await;
+    assert_eq!(s, 200);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."), "{doc}");
+    assert!(doc["components"]["schemas"]["AssessPayoutRequest"].is_object());
+    assert!(doc["components"]["schemas"]["Error"].is_object());
+    // Every documented operation is served: never a 404 for the route or a
+    // 405 for the method.
+    let mut count = 0;
+    for op in aduana_host::api::openapi::OPERATIONS {
+        let path = op.path.replace(['{', '}'], "");
+        let method = reqwest::Method::from_bytes(op.method.as_bytes()).unwrap();
+        let (s, v, _) = t.request(method, &path, None, None).await;
+        assert_ne!(s, 405, "{} {}", op.method, op.path);
+        assert!(
+            !(s == 404 && v["error"]["message"] == "route not found"),
+            "{} {} is documented but not routed",
+            op.method,
+            op.path
+        );
+        let documented = &doc["paths"][op.path][op.method.to_ascii_lowercase()];
+        assert_eq!(documented["summary"], op.summary);
+        count += 1;
+    }
+    assert!(count >= 30);
+    let html = t
+        .client
+        .get(format!("{}/docs", t.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(html.status(), 200);
+    let text = html.text().await.unwrap();
+    assert!(
+        text.contains("/openapi.json") && !text.contains("https://"),
+        "self-contained"
+    );
+}
+
 crate::both_backends!(
+    openapi_and_docs,
     prometheus_metrics,
     documented_example_is_assessed,
     signals_and_thresholds,

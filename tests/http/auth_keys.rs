@@ -220,4 +220,68 @@ async fn rate_limits_per_key(db: Db) {
     );
 }
 
-crate::both_backends!(authentication_errors, key_management, rate_limits_per_key);
+crate::both_backends!(
+    authentication_errors,
+    key_management,
+    rate_limits_per_key,
+    operator_api
+);
+
+async fn operator_api(db: crate::common::Db) {
+    use crate::common::{OPERATOR_TOKEN, TestApp, clean_payload};
+    let t = TestApp::start(db).await;
+    let body = serde_json::json!({"name": "Banco Operado", "organization_type": "banco", "rate_limit_per_minute": null});
+    // Only the operator token opens it.
+    let (s, v) = t.post("/api/v1/operator/tenants", "wrong", &body).await;
+    assert_eq!(
+        (s.as_u16(), v["error"]["code"].as_str()),
+        (401, Some("UNAUTHORIZED"))
+    );
+    let a = t.tenant().await;
+    let (s, _) = t.post("/api/v1/operator/tenants", &a.key, &body).await;
+    assert_eq!(s, 401, "a tenant admin key is not the operator token");
+    let (s, v) = t
+        .post(
+            "/api/v1/operator/tenants",
+            OPERATOR_TOKEN,
+            &serde_json::json!({"name": "X", "organization_type": "cooperativa"}),
+        )
+        .await;
+    assert_eq!(s, 400);
+    assert_eq!(v["error"]["details"]["field"], "organization_type");
+    let (s, created) = t
+        .post("/api/v1/operator/tenants", OPERATOR_TOKEN, &body)
+        .await;
+    assert_eq!(s, 201, "{created}");
+    let key = created["api_key"].as_str().unwrap();
+    assert!(key.starts_with("clm_sk_"));
+    // The new tenant works at once, with the unlimited key asked for.
+    let (s, _) = t.assess(key, &clean_payload()).await;
+    assert_eq!(s, 200);
+    let (_, keys) = t.get("/api/v1/keys", key).await;
+    assert_eq!(
+        keys["data"][0]["rate_limit_per_minute"],
+        serde_json::Value::Null
+    );
+    let (s, list) = t.get("/api/v1/operator/tenants", OPERATOR_TOKEN).await;
+    assert_eq!(s, 200);
+    let ids: Vec<&str> = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["tenant_id"].as_str().unwrap())
+        .collect();
+    assert!(ids.contains(&created["tenant_id"].as_str().unwrap()) && ids.contains(&a.id.as_str()));
+    let (_, audit) = t.get("/api/v1/audit", key).await;
+    assert_eq!(audit["data"][0]["action"], "tenant.created");
+    assert_eq!(audit["data"][0]["actor"], "operator");
+    // Without a configured token the operator API is off.
+    let off = TestApp::start_configured(db, &[], |c| c.operator_token = None).await;
+    let (s, v) = off
+        .post("/api/v1/operator/tenants", OPERATOR_TOKEN, &body)
+        .await;
+    assert_eq!(
+        (s.as_u16(), v["error"]["code"].as_str()),
+        (403, Some("FORBIDDEN"))
+    );
+}

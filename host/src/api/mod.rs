@@ -10,6 +10,8 @@ pub mod gates;
 pub mod health;
 pub mod keys;
 pub mod metrics;
+pub mod openapi;
+pub mod operator;
 pub mod pipeline;
 pub mod ratelimit;
 pub mod rules;
@@ -76,6 +78,8 @@ pub fn router(app: App) -> Router {
         .merge(assessments::router())
         .merge(audit::router())
         .merge(metrics::router())
+        .merge(openapi::router())
+        .merge(operator::router())
         .route_layer(axum::middleware::from_fn(metrics::track))
         .fallback(|| async { ApiError::NotFound("route") })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })

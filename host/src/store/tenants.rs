@@ -54,6 +54,28 @@ impl Store {
         .transpose()
     }
 
+    /// Every tenant, oldest first (operator API).
+    pub async fn tenants(&self) -> Result<Vec<Tenant>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, name, organization_type, settings, rules_revision, created_at \
+             FROM tenants ORDER BY created_at, id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Tenant {
+                    id: r.try_get("id")?,
+                    name: r.try_get("name")?,
+                    organization_type: r.try_get("organization_type")?,
+                    settings: r.try_get("settings")?,
+                    rules_revision: r.try_get("rules_revision")?,
+                    created_at: r.try_get("created_at")?,
+                })
+            })
+            .collect()
+    }
+
     /// Replaces a tenant's settings (JSON object text).
     pub async fn set_tenant_settings(&self, id: &str, settings: &str) -> Result<bool, StoreError> {
         let done = sqlx::query("UPDATE tenants SET settings = $1 WHERE id = $2")
