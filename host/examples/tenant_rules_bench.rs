@@ -277,6 +277,14 @@ async fn main() {
         .and_then(|a| a.parse().ok())
         .unwrap_or(1000);
 
+    let hostile_only = std::env::var("BENCH_ONLY").is_ok_and(|v| v == "hostile");
+    if !hostile_only {
+        setup_and_restart(tenants).await;
+    }
+    hostile_neighbour().await;
+}
+
+async fn setup_and_restart(tenants: usize) {
     // 1. upload → active, 200 KB component, fresh engine each time.
     let big = component("large-table");
     println!("large-table component: {} KiB", big.len() / 1024);
@@ -388,7 +396,9 @@ async fn main() {
         first.as_secs_f64() * 1e3
     );
     drop(b2);
+}
 
+async fn hostile_neighbour() {
     // 4. Hostile neighbour.
     let dir = tempfile::tempdir().unwrap();
     let (b, _) = start(dir.path()).await;
@@ -412,37 +422,45 @@ async fn main() {
     }
     let good_keys = Arc::new(vec![good.clone()]);
     let _ = load(&b, Arc::clone(&good_keys), 500, 200.0).await; // warm
+    // Interleaved rounds (quiet, then noisy) pooled per side, so drift and
+    // the VM's background noise hit both alike.
+    const ROUNDS: usize = 4;
+    const PER_ROUND: usize = 1500;
     for (label, key, rate) in [
         ("rate-limited (100/min)", evil.clone(), 5.0),
         ("unlimited", evil_unlimited.clone(), 20.0),
     ] {
-        // A quiet run right before the noisy one, so drift hits both alike.
-        let quiet = load(&b, Arc::clone(&good_keys), 3000, 200.0).await;
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (b2, stop2) = (Arc::clone(&b), Arc::clone(&stop));
-        let attacker = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
-            while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
-                tick.tick().await;
-                let b3 = Arc::clone(&b2);
-                let k = key.clone();
-                tokio::spawn(async move {
-                    let _ = b3
-                        .client
-                        .post(format!("{}/api/v1/assess/payout", b3.base))
-                        .bearer_auth(&k)
-                        .json(&json!({"amount": 100, "currency": "MXN", "beneficiary": {"country": "MX"}}))
-                        .send()
-                        .await;
-                });
-            }
-        });
-        let noisy = load(&b, Arc::clone(&good_keys), 3000, 200.0).await;
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        let _ = attacker.await;
+        let (mut quiet, mut noisy) = (Vec::new(), Vec::new());
+        for _ in 0..ROUNDS {
+            quiet.extend(load(&b, Arc::clone(&good_keys), PER_ROUND, 200.0).await);
+            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let (b2, stop2, key) = (Arc::clone(&b), Arc::clone(&stop), key.clone());
+            let attacker = tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
+                while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+                    tick.tick().await;
+                    let b3 = Arc::clone(&b2);
+                    let k = key.clone();
+                    tokio::spawn(async move {
+                        let _ = b3
+                            .client
+                            .post(format!("{}/api/v1/assess/payout", b3.base))
+                            .bearer_auth(&k)
+                            .json(&json!({"amount": 100, "currency": "MXN", "beneficiary": {"country": "MX"}}))
+                            .send()
+                            .await;
+                    });
+                }
+            });
+            noisy.extend(load(&b, Arc::clone(&good_keys), PER_ROUND, 200.0).await);
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            let _ = attacker.await;
+        }
+        quiet.sort();
+        noisy.sort();
         let (q, n) = (percentile(&quiet, 0.99), percentile(&noisy, 0.99));
         println!(
-            "hostile neighbour, {label} at {rate}/s with 5 hostile rules: B p99 {:.2} ms alone → {:.2} ms ({:.2}×); p50 {:.2} → {:.2} ms",
+            "hostile neighbour, {label} at {rate}/s with 5 hostile rules ({ROUNDS}×{PER_ROUND} interleaved samples per side): B p99 {:.2} ms alone → {:.2} ms ({:.2}×); p50 {:.2} → {:.2} ms",
             q.as_secs_f64() * 1e3,
             n.as_secs_f64() * 1e3,
             n.as_secs_f64() / q.as_secs_f64(),
