@@ -178,36 +178,26 @@ pub async fn stored_pipeline(
             }
             _ => (rule_for(app, tenant_id, &r.digest).await?, r.mode),
         };
-        let params_json = match &r.params {
-            serde_json::Value::Object(p) => {
-                // Keys the stored version did not know keep the new defaults.
-                let mut merged = rule.metadata.default_params.clone();
-                merged.extend(p.clone());
-                serde_json::Value::Object(merged).to_string()
-            }
-            _ => serde_json::Value::Object(rule.metadata.default_params.clone()).to_string(),
-        };
-        steps.push(Step {
+        // Keys the stored version did not know keep the new defaults.
+        let stored = r.params.as_object().cloned().unwrap_or_default();
+        steps.push(Step::new(
             rule,
-            params_json,
-            weights: r.weights.clone(),
-            on_error: r.on_error,
+            &stored,
+            r.weights.clone(),
+            r.on_error,
             mode,
-            breaker: Default::default(),
-        });
+        ));
     }
     if let Some(c) = candidate
         && !substituted
     {
-        steps.push(Step {
-            rule: Arc::clone(&c.rule),
-            params_json: serde_json::Value::Object(c.rule.metadata.default_params.clone())
-                .to_string(),
-            weights: BTreeMap::new(),
-            on_error: crate::pipeline::OnError::Ignore,
-            mode: c.mode,
-            breaker: Default::default(),
-        });
+        steps.push(Step::new(
+            Arc::clone(&c.rule),
+            &serde_json::Map::new(),
+            BTreeMap::new(),
+            crate::pipeline::OnError::Ignore,
+            c.mode,
+        ));
     }
     Ok(Pipeline {
         steps,

@@ -170,7 +170,7 @@ async fn show(State(app): State<App>, auth: Auth) -> Result<Json<Value>, ApiErro
                 "digest": s.rule.digest,
                 "mode": s.mode.as_str(),
                 "enabled": true,
-                "params": serde_json::from_str::<Value>(&s.params_json).unwrap_or(Value::Null),
+                "params": s.params,
                 "param_overrides": configured_step.map(|c| Value::Object(c.params.clone())).unwrap_or(json!({})),
                 "weights": s.weights,
                 "on_error": s.on_error,
@@ -194,8 +194,7 @@ async fn show(State(app): State<App>, auth: Auth) -> Result<Json<Value>, ApiErro
             .steps
             .iter()
             .find(|s| s.rule.metadata.id == rule)
-            .and_then(|s| serde_json::from_str::<Value>(&s.params_json).ok())
-            .and_then(|p| p.get(key).cloned())
+            .and_then(|s| s.params.get(key).cloned())
     };
     Ok(Json(json!({
         "payout": {

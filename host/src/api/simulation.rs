@@ -71,23 +71,22 @@ fn with_candidates(pipeline: &Pipeline, candidates: &[Candidate]) -> Pipeline {
     for c in candidates {
         match p.steps.iter_mut().find(|s| s.rule.metadata.id == c.rule_id) {
             Some(step) => {
-                let mut params = c.rule.metadata.default_params.clone();
-                if let Ok(Value::Object(old)) = serde_json::from_str::<Value>(&step.params_json) {
-                    params.extend(old);
-                }
-                step.params_json = Value::Object(params).to_string();
-                step.rule = Arc::clone(&c.rule);
-                step.mode = Mode::Active;
-                step.breaker = Default::default();
+                let old = step.params.as_object().cloned().unwrap_or_default();
+                *step = Step::new(
+                    Arc::clone(&c.rule),
+                    &old,
+                    step.weights.clone(),
+                    step.on_error,
+                    Mode::Active,
+                );
             }
-            None => p.steps.push(Step {
-                rule: Arc::clone(&c.rule),
-                params_json: Value::Object(c.rule.metadata.default_params.clone()).to_string(),
-                weights: Default::default(),
-                on_error: Default::default(),
-                mode: Mode::Active,
-                breaker: Default::default(),
-            }),
+            None => p.steps.push(Step::new(
+                Arc::clone(&c.rule),
+                &serde_json::Map::new(),
+                Default::default(),
+                Default::default(),
+                Mode::Active,
+            )),
         }
     }
     p

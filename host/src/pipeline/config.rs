@@ -117,8 +117,6 @@ pub enum ConfigError {
     UnknownRule(String),
     #[error("thresholds must satisfy review <= challenge <= decline <= 100")]
     Thresholds,
-    #[error("params of `{0}` cannot be serialized")]
-    Params(String),
 }
 
 impl PipelineConfig {
@@ -143,20 +141,13 @@ impl PipelineConfig {
         for s in self.rules.iter().filter(|s| s.enabled) {
             let (rule, mode) =
                 lookup(&s.rule_id).ok_or_else(|| ConfigError::UnknownRule(s.rule_id.clone()))?;
-            let mut params = rule.metadata.default_params.clone();
-            for (k, v) in &s.params {
-                params.insert(k.clone(), v.clone());
-            }
-            let params_json = serde_json::to_string(&params)
-                .map_err(|_| ConfigError::Params(s.rule_id.clone()))?;
-            steps.push(Step {
+            steps.push(Step::new(
                 rule,
-                params_json,
-                weights: s.weights.clone(),
-                on_error: s.on_error,
+                &s.params,
+                s.weights.clone(),
+                s.on_error,
                 mode,
-                breaker: Default::default(),
-            });
+            ));
         }
         Ok(Pipeline {
             steps,

@@ -132,11 +132,38 @@ pub struct Step {
     pub rule: Arc<LoadedRule>,
     /// Defaults merged with overrides, as JSON text (serialized once).
     pub params_json: String,
+    /// The same params as a value, recorded with every assessment.
+    pub params: serde_json::Value,
     pub weights: std::collections::BTreeMap<String, u32>,
     pub on_error: OnError,
     pub mode: Mode,
     /// Quarantine state of this step on this node.
     pub breaker: Arc<breaker::Breaker>,
+}
+
+impl Step {
+    /// A step running `rule` with its default params overridden (top-level
+    /// keys) by `overrides`; params are merged and serialized once, here.
+    pub fn new(
+        rule: Arc<LoadedRule>,
+        overrides: &serde_json::Map<String, serde_json::Value>,
+        weights: std::collections::BTreeMap<String, u32>,
+        on_error: OnError,
+        mode: Mode,
+    ) -> Self {
+        let mut params = rule.metadata.default_params.clone();
+        params.extend(overrides.clone());
+        let params = serde_json::Value::Object(params);
+        Self {
+            params_json: params.to_string(),
+            params,
+            rule,
+            weights,
+            on_error,
+            mode,
+            breaker: Arc::default(),
+        }
+    }
 }
 
 /// A tenant's compiled pipeline for one flow.
@@ -216,7 +243,7 @@ impl Pipeline {
                 fuel_used: run.fuel_used,
                 duration_us: u64::try_from(run.duration.as_micros()).unwrap_or(u64::MAX),
                 peak_memory_bytes: run.peak_memory as u64,
-                params: serde_json::from_str(&step.params_json).unwrap_or_default(),
+                params: step.params.clone(),
                 weights: step.weights.clone(),
                 on_error: step.on_error,
             };

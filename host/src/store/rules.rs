@@ -315,17 +315,7 @@ impl Store {
     ) -> Result<Option<(String, String)>, StoreError> {
         let mut tx = self.writer.begin().await?;
         bump_revision(&mut tx, tenant_id).await?;
-        let previous = sqlx::query(
-            "SELECT version, mode FROM rule_activations WHERE tenant_id = $1 AND rule_id = $2",
-        )
-        .bind(tenant_id)
-        .bind(rule_id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .map(|r| -> Result<(String, String), sqlx::Error> {
-            Ok((r.try_get("version")?, r.try_get("mode")?))
-        })
-        .transpose()?;
+        let previous = running(&mut tx, tenant_id, rule_id).await?;
         sqlx::query(
             "INSERT INTO rule_activations (tenant_id, rule_id, version, mode, activated_by, activated_at) \
              VALUES ($1, $2, $3, $4, $5, $6) \
@@ -357,18 +347,7 @@ impl Store {
     ) -> Result<Option<(String, String)>, StoreError> {
         let mut tx = self.writer.begin().await?;
         bump_revision(&mut tx, tenant_id).await?;
-        let Some(previous) = sqlx::query(
-            "SELECT version, mode FROM rule_activations WHERE tenant_id = $1 AND rule_id = $2",
-        )
-        .bind(tenant_id)
-        .bind(rule_id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .map(|r| -> Result<(String, String), sqlx::Error> {
-            Ok((r.try_get("version")?, r.try_get("mode")?))
-        })
-        .transpose()?
-        else {
+        let Some(previous) = running(&mut tx, tenant_id, rule_id).await? else {
             return Ok(None);
         };
         sqlx::query("DELETE FROM rule_activations WHERE tenant_id = $1 AND rule_id = $2")
@@ -410,6 +389,27 @@ impl Store {
         tx.commit().await?;
         Ok(true)
     }
+}
+
+/// The (version, mode) of `rule_id` that runs for the tenant, read inside
+/// `tx`.
+async fn running(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    tenant_id: &str,
+    rule_id: &str,
+) -> Result<Option<(String, String)>, StoreError> {
+    let row = sqlx::query(
+        "SELECT version, mode FROM rule_activations WHERE tenant_id = $1 AND rule_id = $2",
+    )
+    .bind(tenant_id)
+    .bind(rule_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(row
+        .map(|r| -> Result<(String, String), sqlx::Error> {
+            Ok((r.try_get("version")?, r.try_get("mode")?))
+        })
+        .transpose()?)
 }
 
 async fn bump_revision(

@@ -16,6 +16,17 @@ pub struct Tenant {
     pub created_at: i64,
 }
 
+fn tenant_from_row(r: &sqlx::any::AnyRow) -> Result<Tenant, StoreError> {
+    Ok(Tenant {
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        organization_type: r.try_get("organization_type")?,
+        settings: r.try_get("settings")?,
+        rules_revision: r.try_get("rules_revision")?,
+        created_at: r.try_get("created_at")?,
+    })
+}
+
 impl Store {
     pub async fn create_tenant(&self, t: &Tenant) -> Result<(), StoreError> {
         sqlx::query(
@@ -41,17 +52,7 @@ impl Store {
         .bind(id)
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|r| {
-            Ok(Tenant {
-                id: r.try_get("id")?,
-                name: r.try_get("name")?,
-                organization_type: r.try_get("organization_type")?,
-                settings: r.try_get("settings")?,
-                rules_revision: r.try_get("rules_revision")?,
-                created_at: r.try_get("created_at")?,
-            })
-        })
-        .transpose()
+        row.as_ref().map(tenant_from_row).transpose()
     }
 
     /// Every tenant, oldest first (operator API).
@@ -62,18 +63,7 @@ impl Store {
         )
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Tenant {
-                    id: r.try_get("id")?,
-                    name: r.try_get("name")?,
-                    organization_type: r.try_get("organization_type")?,
-                    settings: r.try_get("settings")?,
-                    rules_revision: r.try_get("rules_revision")?,
-                    created_at: r.try_get("created_at")?,
-                })
-            })
-            .collect()
+        rows.iter().map(tenant_from_row).collect()
     }
 
     /// Replaces a tenant's settings (JSON object text).
