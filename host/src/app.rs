@@ -86,6 +86,8 @@ impl App {
         let default_pipeline = default
             .compile(|id| loaded.get(id).map(|r| (Arc::clone(r), Mode::Active)))
             .context("compiling the default pipeline")?;
+        let rate_limits = crate::api::ratelimit::RateLimits::new(config.redis_url.as_deref())
+            .context("configuring rate limits")?;
         let app = Self {
             store,
             runtime,
@@ -95,7 +97,7 @@ impl App {
             pipelines: Arc::default(),
             modules: Arc::new(modules),
             auth_cache: Arc::default(),
-            rate_limits: Arc::default(),
+            rate_limits: Arc::new(rate_limits),
             gates: Arc::default(),
         };
         let started = std::time::Instant::now();

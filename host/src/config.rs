@@ -28,6 +28,9 @@ pub struct Config {
     pub rule_max_bytes: usize,
     /// `ADUANA_OPERATOR_TOKEN`: enables the operator API; unset = off.
     pub operator_token: Option<String>,
+    /// `ADUANA_REDIS_URL` (`redis://host:port/db`): keep rate limits in
+    /// Redis, shared by every node; unset = in this node's memory.
+    pub redis_url: Option<String>,
 }
 
 /// A malformed environment variable.
@@ -71,6 +74,10 @@ impl Config {
                 .ok()
                 .map(|t| t.trim().to_owned())
                 .filter(|t| !t.is_empty()),
+            redis_url: std::env::var("ADUANA_REDIS_URL")
+                .ok()
+                .map(|u| u.trim().to_owned())
+                .filter(|u| !u.is_empty()),
         })
     }
 
@@ -85,6 +92,7 @@ impl Config {
             max_amount_major: default_max_major(),
             rule_max_bytes: DEFAULT_RULE_MAX_BYTES,
             operator_token: None,
+            redis_url: None,
         }
     }
 }

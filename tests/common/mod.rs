@@ -465,6 +465,15 @@ pub async fn spawn_node(
     t: &TestApp,
     data_dir: &std::path::Path,
 ) -> (tokio::process::Child, String) {
+    spawn_node_with(t, data_dir, &[]).await
+}
+
+/// [`spawn_node`] with extra environment variables.
+pub async fn spawn_node_with(
+    t: &TestApp,
+    data_dir: &std::path::Path,
+    env: &[(&str, &str)],
+) -> (tokio::process::Child, String) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .expect("port")
         .local_addr()
@@ -474,6 +483,7 @@ pub async fn spawn_node(
         .arg("serve")
         .env("ADUANA_DATA_DIR", data_dir)
         .env("ADUANA_LISTEN", format!("127.0.0.1:{port}"))
+        .envs(env.iter().copied())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true)
@@ -493,4 +503,71 @@ pub async fn spawn_node(
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     panic!("aduana serve at {base} did not become ready");
+}
+
+/// A private `redis-server` on its own port (nothing persisted), so a test
+/// can stop and restart it; killed on drop.
+pub struct TestRedis {
+    pub port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl TestRedis {
+    pub fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("port")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let mut r = Self { port, child: None };
+        r.restart();
+        r
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// Kills the server; its data is gone.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts a fresh, empty server on the same port; returns once it answers.
+    pub fn restart(&mut self) {
+        self.stop();
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (scripts/services.sh checks it)");
+        self.child = Some(child);
+        for _ in 0..200 {
+            if self.ping() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+        panic!("redis-server on port {} did not start", self.port);
+    }
+
+    fn ping(&self) -> bool {
+        use std::io::{Read, Write};
+        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
+        let mut buf = [0u8; 7];
+        s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
+    }
+}
+
+impl Drop for TestRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }

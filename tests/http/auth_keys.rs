@@ -1,7 +1,7 @@
 //! Authentication, key kinds, permissions and key management, with
 //! cross-tenant checks.
 use reqwest::Method;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::common::{Db, TestApp, clean_payload};
 
@@ -220,10 +220,123 @@ async fn rate_limits_per_key(db: Db) {
     );
 }
 
+/// With `ADUANA_REDIS_URL`, two nodes count one budget per key; when Redis
+/// is down, rate-limited keys get 503 `RATE_LIMIT_STORE_UNAVAILABLE` (never an
+/// unchecked pass) while unlimited keys keep working; it recovers by itself.
+async fn redis_shared_rate_limits(db: Db) {
+    use crate::common::{TestRedis, spawn_node_with};
+    let mut redis = TestRedis::start();
+    let url = redis.url();
+    let t = TestApp::start_configured(db, &[], |c| c.redis_url = Some(url.clone())).await;
+    // A second process on the same database (for SQLite, the same file).
+    let (_node2, two) = spawn_node_with(&t, &t.data_dir, &[("ADUANA_REDIS_URL", &url)]).await;
+    let nodes = [t.base.clone(), two];
+    let assess = |base: &str, key: &str| {
+        let req = t
+            .client
+            .post(format!("{base}/api/v1/assess/payout"))
+            .bearer_auth(key)
+            .json(&clean_payload());
+        async move {
+            let r = req.send().await.unwrap();
+            let status = r.status().as_u16();
+            let headers = r.headers().clone();
+            let body: Value = r.json().await.unwrap();
+            (status, body, headers)
+        }
+    };
+    let limited_key = |tenant: crate::common::TestTenant| {
+        let t = &t;
+        async move {
+            let (s, k) = t
+                .post(
+                    "/api/v1/keys",
+                    &tenant.key,
+                    &json!({"role": "integration", "rate_limit_per_minute": 4}),
+                )
+                .await;
+            assert_eq!(s, 201, "{k}");
+            k["api_key"].as_str().unwrap().to_owned()
+        }
+    };
+    let a = t.tenant().await;
+    let b = t.tenant().await;
+    let ka = limited_key(a.clone()).await;
+    let kb = limited_key(b.clone()).await;
+
+    // Four requests spread over both nodes use up the one budget...
+    for i in 0..4 {
+        let (s, body, _) = assess(&nodes[i % 2], &ka).await;
+        assert_eq!(s, 200, "request {i}: {body}");
+    }
+    // ...so both nodes refuse the fifth, with the documented headers.
+    for base in &nodes {
+        let (s, body, headers) = assess(base, &ka).await;
+        assert_eq!(
+            (s, body["error"]["code"].as_str()),
+            (429, Some("RATE_LIMITED")),
+            "{body}"
+        );
+        assert_eq!(headers["x-ratelimit-limit"], "4");
+        let retry: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+        assert!((1..=15).contains(&retry), "{retry}");
+    }
+    // Another tenant's key (and this tenant's unlimited key) are unaffected.
+    let (s, _, _) = assess(&nodes[1], &kb).await;
+    assert_eq!(s, 200);
+    let (s, _, _) = assess(&nodes[1], &a.key).await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        t.count("assessments", &a).await,
+        5,
+        "refused requests wrote nothing"
+    );
+    let (s, ready) = t.get("/api/v1/health/ready", &a.key).await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        ready["rate_limit_store"],
+        json!({"kind": "redis", "status": "ok"})
+    );
+
+    // Redis goes away: limited keys are refused with 503 quickly, on both nodes.
+    redis.stop();
+    for base in &nodes {
+        let started = std::time::Instant::now();
+        let (s, body, _) = assess(base, &kb).await;
+        assert_eq!(
+            (s, body["error"]["code"].as_str()),
+            (503, Some("RATE_LIMIT_STORE_UNAVAILABLE")),
+            "{body}"
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(3));
+    }
+    let (s, _, _) = assess(&nodes[0], &a.key).await;
+    assert_eq!(s, 200, "keys without limits never consult the store");
+    let (s, ready) = t.get("/api/v1/health/ready", &a.key).await;
+    assert_eq!(s, 200);
+    assert_eq!(ready["rate_limit_store"]["status"], "unavailable");
+    assert_eq!(t.count("assessments", &b).await, 1, "a 503 writes nothing");
+
+    // Back (empty): both nodes reconnect on their own.
+    redis.restart();
+    for base in &nodes {
+        let mut last = 0;
+        for _ in 0..100 {
+            last = assess(base, &kb).await.0;
+            if last == 200 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert_eq!(last, 200, "{base} did not reconnect to Redis");
+    }
+}
+
 crate::both_backends!(
     authentication_errors,
     key_management,
     rate_limits_per_key,
+    redis_shared_rate_limits,
     operator_api
 );
 

@@ -164,11 +164,13 @@ impl FromRequestParts<App> for Auth {
             });
         }
         tracing::Span::current().record("tenant_id", record.tenant.id.as_str());
-        app.rate_limits.check(
-            &record.key.id,
-            record.key.rate_limit_per_minute,
-            record.key.rate_limit_per_day,
-        )?;
+        app.rate_limits
+            .check(
+                &record.key.id,
+                record.key.rate_limit_per_minute,
+                record.key.rate_limit_per_day,
+            )
+            .await?;
         Ok(Auth { record, kind })
     }
 }

@@ -46,6 +46,8 @@ pub enum ApiError {
     AssessTimeout,
     #[error("service not ready")]
     NotReady,
+    #[error("the shared rate-limit store is unavailable; retry shortly")]
+    RateLimitStoreUnavailable,
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
@@ -114,6 +116,11 @@ impl ApiError {
             Self::NotReady => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "ASSESS_MAINTENANCE",
+                json!({}),
+            ),
+            Self::RateLimitStoreUnavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "RATE_LIMIT_STORE_UNAVAILABLE",
                 json!({}),
             ),
             Self::Internal(_) => (

@@ -23,9 +23,17 @@ async fn ready(State(app): State<App>) -> Result<Json<Value>, ApiError> {
     if app.builtins.is_empty() {
         return Err(ApiError::NotReady);
     }
+    // A Redis outage only stops rate-limited keys (503 per request), so
+    // it is reported here without taking the node out of service.
+    let rate_limits = if app.rate_limits.healthy().await {
+        "ok"
+    } else {
+        "unavailable"
+    };
     Ok(Json(json!({
         "status": "ready",
         "database": "ok",
+        "rate_limit_store": { "kind": app.rate_limits.store_name(), "status": rate_limits },
         "rules_loaded": app.builtins.len(),
     })))
 }

@@ -401,7 +401,7 @@ fn schemas() -> Vec<(&'static str, Value)> {
         (
             "Error",
             json!({"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["code", "message", "details"], "properties": {
-            "code": {"type": "string", "enum": ["VALIDATION_ERROR", "INVALID_TYPE", "INVALID_SEVERITY", "UNAUTHORIZED", "FORBIDDEN", "SECRET_KEY_REQUIRED", "PUBLIC_KEY_NOT_ALLOWED", "NOT_FOUND", "METHOD_NOT_ALLOWED", "DUPLICATE", "IDEMPOTENCY_KEY_REUSED", "INVALID_TRANSITION", "PAYLOAD_TOO_LARGE", "RULE_REJECTED", "RATE_LIMITED", "INTERNAL_ERROR", "ASSESS_MAINTENANCE", "ASSESS_TIMEOUT"]},
+            "code": {"type": "string", "enum": ["VALIDATION_ERROR", "INVALID_TYPE", "INVALID_SEVERITY", "UNAUTHORIZED", "FORBIDDEN", "SECRET_KEY_REQUIRED", "PUBLIC_KEY_NOT_ALLOWED", "NOT_FOUND", "METHOD_NOT_ALLOWED", "DUPLICATE", "IDEMPOTENCY_KEY_REUSED", "INVALID_TRANSITION", "PAYLOAD_TOO_LARGE", "RULE_REJECTED", "RATE_LIMITED", "INTERNAL_ERROR", "ASSESS_MAINTENANCE", "RATE_LIMIT_STORE_UNAVAILABLE", "ASSESS_TIMEOUT"]},
             "message": {"type": "string"}, "details": {"type": "object"}}}}}),
         ),
         (
@@ -493,7 +493,9 @@ fn status_text(code: u16) -> &'static str {
         409 => "Conflict",
         413 => "Body too large",
         429 => "Rate limited (see Retry-After)",
-        503 => "Not ready",
+        503 => {
+            "Unavailable (`ASSESS_MAINTENANCE`, or `RATE_LIMIT_STORE_UNAVAILABLE` for a rate-limited key while the shared store is down)"
+        }
         504 => "Pipeline deadline exceeded",
         _ => "",
     }
@@ -571,7 +573,11 @@ pub fn document() -> OpenApi {
         );
         let mut errors: Vec<u16> = vec![400];
         if let Some(p) = o.permission {
-            errors.extend([401, 403, 429]);
+            errors.extend([401, 403]);
+            if p != "operator token" {
+                // Keys are rate limited; the shared limit store may be down.
+                errors.extend([429, 503]);
+            }
             if o.path.contains('{') {
                 errors.push(404);
             }
@@ -584,7 +590,7 @@ pub fn document() -> OpenApi {
                 }));
         }
         if o.path == "/api/v1/assess/payout" && o.method == "POST" {
-            errors.extend([409, 413, 503, 504]);
+            errors.extend([409, 413, 504]);
         }
         for code in errors {
             b = b.response(
