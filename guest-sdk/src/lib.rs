@@ -39,6 +39,8 @@
 //! `wit-bindgen` generated code stays private to it.
 #![deny(missing_docs)]
 
+#[cfg(all(target_arch = "wasm32", not(target_feature = "atomics")))]
+mod alloc;
 pub mod ident;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;

@@ -65,6 +65,9 @@ fn setup() -> Setup {
     {
         limits.keep_resident_bytes = k;
     }
+    if let Ok(v) = std::env::var("ADUANA_BENCH_PAGEMAP") {
+        limits.pagemap_scan = v == "1";
+    }
     if let Ok(v) = std::env::var("ADUANA_BENCH_COW") {
         limits.memory_init_cow = v == "1";
     }
@@ -248,6 +251,23 @@ fn benches(c: &mut Criterion) {
     let native: Duration = time(&|| {
         black_box(native_four(&native_tx, &s.params, &native_ctx));
     });
+    // Where the time goes, per rule: the host's own cost of one evaluation
+    // (fresh instance, lowering, lifting) against the guest's fuel.
+    for step in &s.four.steps {
+        let params = &step.params_json;
+        let per_eval = time(&|| {
+            black_box(s.runtime.evaluate(&step.rule, &tx, params, &ctx));
+        });
+        let run = s.runtime.evaluate(&step.rule, &tx, params, &ctx);
+        println!(
+            "  {:<20} {:>6.2} µs per evaluation, fuel {:>6}, params {} bytes, memory {} KiB",
+            step.rule.metadata.id,
+            per_eval.as_secs_f64() * 1e6,
+            run.fuel_used,
+            params.len(),
+            run.peak_memory >> 10
+        );
+    }
     println!(
         "\n4-rule pipeline per assess: wasm {:.2} µs, native {:.2} µs, ratio {:.1}x\n",
         wasm.as_secs_f64() * 1e6,

@@ -183,7 +183,7 @@ pub async fn stored_pipeline(
         steps.push(Step::new(
             rule,
             &stored,
-            r.weights.clone(),
+            (*r.weights).clone(),
             r.on_error,
             mode,
         ));

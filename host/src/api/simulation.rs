@@ -75,7 +75,7 @@ fn with_candidates(pipeline: &Pipeline, candidates: &[Candidate]) -> Pipeline {
                 *step = Step::new(
                     Arc::clone(&c.rule),
                     &old,
-                    step.weights.clone(),
+                    (*step.weights).clone(),
                     step.on_error,
                     Mode::Active,
                 );

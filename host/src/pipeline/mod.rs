@@ -102,10 +102,12 @@ pub struct RuleRecord {
     pub duration_us: u64,
     pub peak_memory_bytes: u64,
     /// Effective params (defaults merged with the tenant's overrides).
+    /// Shared with the step (and every record it produced) rather than
+    /// copied per assessment.
     #[serde(default)]
-    pub params: serde_json::Value,
+    pub params: Arc<serde_json::Value>,
     #[serde(default)]
-    pub weights: std::collections::BTreeMap<String, u32>,
+    pub weights: Arc<std::collections::BTreeMap<String, u32>>,
     #[serde(default)]
     pub on_error: OnError,
 }
@@ -133,8 +135,8 @@ pub struct Step {
     /// Defaults merged with overrides, as JSON text (serialized once).
     pub params_json: String,
     /// The same params as a value, recorded with every assessment.
-    pub params: serde_json::Value,
-    pub weights: std::collections::BTreeMap<String, u32>,
+    pub params: Arc<serde_json::Value>,
+    pub weights: Arc<std::collections::BTreeMap<String, u32>>,
     pub on_error: OnError,
     pub mode: Mode,
     /// Quarantine state of this step on this node.
@@ -156,9 +158,9 @@ impl Step {
         let params = serde_json::Value::Object(params);
         Self {
             params_json: params.to_string(),
-            params,
+            params: Arc::new(params),
             rule,
-            weights,
+            weights: Arc::new(weights),
             on_error,
             mode,
             breaker: Arc::default(),
@@ -243,8 +245,8 @@ impl Pipeline {
                 fuel_used: run.fuel_used,
                 duration_us: u64::try_from(run.duration.as_micros()).unwrap_or(u64::MAX),
                 peak_memory_bytes: run.peak_memory as u64,
-                params: step.params.clone(),
-                weights: step.weights.clone(),
+                params: Arc::clone(&step.params),
+                weights: Arc::clone(&step.weights),
                 on_error: step.on_error,
             };
             let shadow = step.mode == Mode::Shadow;

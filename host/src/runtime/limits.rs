@@ -23,6 +23,10 @@ pub struct RuntimeLimits {
     /// (`false`; no virtual-memory calls, hence no cross-core TLB flushes,
     /// when `keep_resident_bytes` covers the memory).
     pub memory_init_cow: bool,
+    /// Reset only the pages an evaluation dirtied (Linux `PAGEMAP_SCAN`,
+    /// kernel 6.7+; ignored where unsupported) instead of `memset`-ing all
+    /// of `keep_resident_bytes`.
+    pub pagemap_scan: bool,
 }
 
 impl Default for RuntimeLimits {
@@ -36,6 +40,7 @@ impl Default for RuntimeLimits {
             pool_instances: 256,
             keep_resident_bytes: 256 << 10,
             memory_init_cow: true,
+            pagemap_scan: true,
         }
     }
 }

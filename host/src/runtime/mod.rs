@@ -20,8 +20,9 @@ use std::{
 
 use sha2::{Digest as _, Sha256};
 use wasmtime::{
-    Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig, Store, Trap,
-    component::{Component, HasSelf, Linker},
+    Config, Enabled, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig, Store,
+    Trap,
+    component::{Component, ComponentExportIndex, HasSelf, Linker, TypedFunc},
 };
 
 use crate::domain::lists::normalize_value;
@@ -93,6 +94,8 @@ pub struct SignalSpec {
 /// A compiled, pre-linked rule component, shared by every evaluation.
 pub struct LoadedRule {
     pre: bindings::RulePre<RuleState>,
+    /// Where `evaluate` sits in the component's exports, resolved at load.
+    evaluate: ComponentExportIndex,
     pub metadata: RuleMetadata,
     /// `sha256:<hex>` of the component bytes.
     pub digest: String,
@@ -222,7 +225,12 @@ impl Runtime {
             .max_component_instance_size(1 << 20)
             .table_elements(20_000)
             .linear_memory_keep_resident(limits.keep_resident_bytes)
-            .table_keep_resident(limits.keep_resident_bytes);
+            .table_keep_resident(limits.keep_resident_bytes)
+            .pagemap_scan(if limits.pagemap_scan {
+                Enabled::Auto
+            } else {
+                Enabled::No
+            });
         let mut config = Config::new();
         config
             .wasm_component_model(true)
@@ -366,9 +374,17 @@ impl Runtime {
             .map_err(|e| RuntimeError::WrongWorld(format!("{e:#}")))?;
         let pre = bindings::RulePre::new(instance_pre)
             .map_err(|e| RuntimeError::WrongWorld(format!("{e:#}")))?;
+        // Instantiating through the bindings type-checks every export
+        // against the world once, here.
         let metadata = self.read_metadata(&pre)?;
+        let evaluate = pre
+            .instance_pre()
+            .component()
+            .get_export_index(None, "evaluate")
+            .ok_or_else(|| RuntimeError::WrongWorld("no `evaluate` export".into()))?;
         let rule = Arc::new(LoadedRule {
             pre,
+            evaluate,
             metadata,
             digest: digest.clone(),
         });
@@ -440,10 +456,28 @@ impl Runtime {
     ) -> RuleRun {
         let start = Instant::now();
         let mut store = self.new_store(Arc::clone(context));
+        // The generic bindings would type-check both exports again on every
+        // instantiation; `finish` checked them once, so look `evaluate` up by
+        // its resolved index and call it with the known signature.
         let result = rule
             .pre
+            .instance_pre()
             .instantiate(&mut store)
-            .and_then(|instance| instance.call_evaluate(&mut store, tx, params));
+            .and_then(|instance| {
+                let func = instance
+                    .get_func(&mut store, rule.evaluate)
+                    .ok_or_else(|| wasmtime::format_err!("`evaluate` export missing"))?;
+                // SAFETY: `func` is the `evaluate` export of the component
+                // whose exports `finish` type-checked against the world's
+                // `evaluate: func(tx: transaction, params: string) ->
+                // result<evaluation, rule-error>` when it was loaded, which is
+                // exactly the signature given here.
+                #[allow(unsafe_code)]
+                let typed = unsafe {
+                    TypedFunc::<(&Transaction, &str), (Result<Evaluation, RuleError>,)>::new_unchecked(func)
+                };
+                typed.call(&mut store, (tx, params)).map(|(r,)| r)
+            });
         let fuel_used = self
             .limits
             .fuel
