@@ -298,6 +298,29 @@ async fn redis_shared_rate_limits(db: Db) {
         json!({"kind": "redis", "status": "ok"})
     );
 
+    // The per-day window is shared too, and judged with the minute window
+    // in one step: the refusal names the day limit and waits ~12 h.
+    let (s, k) = t
+        .post(
+            "/api/v1/keys",
+            &b.key,
+            &json!({"role": "integration", "rate_limit_per_minute": 50, "rate_limit_per_day": 2}),
+        )
+        .await;
+    assert_eq!(s, 201, "{k}");
+    let daily = k["api_key"].as_str().unwrap().to_owned();
+    for base in &nodes {
+        assert_eq!(assess(base, &daily).await.0, 200);
+    }
+    let (s, body, headers) = assess(&nodes[0], &daily).await;
+    assert_eq!(
+        (s, body["error"]["code"].as_str()),
+        (429, Some("RATE_LIMITED"))
+    );
+    assert_eq!(headers["x-ratelimit-limit"], "2");
+    let retry: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((40_000..=43_200).contains(&retry), "{retry}");
+
     // Redis goes away: limited keys are refused with 503 quickly, on both nodes.
     redis.stop();
     for base in &nodes {
@@ -315,7 +338,7 @@ async fn redis_shared_rate_limits(db: Db) {
     let (s, ready) = t.get("/api/v1/health/ready", &a.key).await;
     assert_eq!(s, 200);
     assert_eq!(ready["rate_limit_store"]["status"], "unavailable");
-    assert_eq!(t.count("assessments", &b).await, 1, "a 503 writes nothing");
+    assert_eq!(t.count("assessments", &b).await, 3, "a 503 writes nothing");
 
     // Back (empty): both nodes reconnect on their own.
     redis.restart();
