@@ -138,6 +138,11 @@ async fn signers_and_upload_checks(db: Db) {
     let mut huge = wat("(module)");
     huge.resize(1024 * 1024 + 10, 0);
     reject("size", "limit")(t.upload(&a.key, &signed(huge, &m)).await);
+    // Well past the module limit: still a 400 the client can read (the rest
+    // of the body is drained), not a reset connection.
+    let mut huger = wat("(module)");
+    huger.resize(5 * 1024 * 1024, 0);
+    reject("size", "limit")(t.upload(&a.key, &signed(huger, &m)).await);
 
     // Manifest problems.
     let mut u = good.clone();

@@ -30,13 +30,19 @@ use crate::{
     store::{AuditEvent, RuleVersionRecord, StoreError},
 };
 
+/// How much of a refused upload is read and discarded so the client gets
+/// its 400 rather than a reset connection; beyond it the connection is cut.
+fn drain_limit(max_module_bytes: usize) -> usize {
+    max_module_bytes.saturating_mul(4).max(8 << 20)
+}
+
 pub fn router(max_module_bytes: usize) -> Router<App> {
     Router::new()
         .route(
             "/api/v1/rules",
             get(list)
                 .post(upload)
-                .layer(DefaultBodyLimit::max(max_module_bytes + 256 * 1024)),
+                .layer(DefaultBodyLimit::max(drain_limit(max_module_bytes))),
         )
         .route("/api/v1/rules/{rule_id}/versions", get(versions))
         .route("/api/v1/rules/{rule_id}/versions/{version}", get(version))
@@ -72,40 +78,62 @@ fn rejected(check: &'static str, reason: impl Into<String>) -> Rejection {
     }
 }
 
+/// The other parts are small: a signature, a key id, a manifest.
+const MAX_TEXT_PART: usize = 64 << 10;
+
 async fn read_parts(
-    multipart: Result<Multipart, MultipartRejection>,
+    multipart: &mut Result<Multipart, MultipartRejection>,
     max_module: usize,
 ) -> Result<UploadParts, Rejection> {
-    let mut multipart = multipart.map_err(|e| {
+    let multipart = multipart.as_mut().map_err(|e| {
         rejected(
             "request",
             format!("expected a multipart/form-data body: {}", e.body_text()),
         )
     })?;
+    let too_large = || {
+        rejected(
+            "size",
+            format!("the upload is larger than the {max_module}-byte module limit"),
+        )
+    };
     let mut parts = UploadParts::default();
     loop {
-        let field = match multipart.next_field().await {
+        let mut field = match multipart.next_field().await {
             Ok(Some(f)) => f,
             Ok(None) => break,
-            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                return Err(rejected(
-                    "size",
-                    format!("the upload is larger than the {max_module}-byte module limit"),
-                ));
-            }
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => return Err(too_large()),
             Err(e) => return Err(rejected("request", format!("malformed multipart: {e}"))),
         };
         let name = field.name().unwrap_or_default().to_owned();
-        let bytes = match field.bytes().await {
-            Ok(b) => b.to_vec(),
-            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                return Err(rejected(
-                    "size",
-                    format!("the upload is larger than the {max_module}-byte module limit"),
-                ));
-            }
-            Err(e) => return Err(rejected("request", format!("reading `{name}`: {e}"))),
+        // Read in chunks and stop at the part's limit, without buffering
+        // whatever a client sends past it.
+        let limit = if name == "module" {
+            max_module
+        } else {
+            MAX_TEXT_PART
         };
+        let mut bytes = Vec::new();
+        loop {
+            match field.chunk().await {
+                Ok(Some(chunk)) => {
+                    if bytes.len() + chunk.len() > limit {
+                        return Err(if name == "module" {
+                            too_large()
+                        } else {
+                            rejected(
+                                "request",
+                                format!("part `{name}` is larger than {limit} bytes"),
+                            )
+                        });
+                    }
+                    bytes.extend_from_slice(&chunk);
+                }
+                Ok(None) => break,
+                Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => return Err(too_large()),
+                Err(e) => return Err(rejected("request", format!("reading `{name}`: {e}"))),
+            }
+        }
         let text = |b: Vec<u8>| {
             String::from_utf8(b).map_err(|_| rejected("request", format!("`{name}` is not UTF-8")))
         };
@@ -301,13 +329,11 @@ async fn verify_upload(
 
 /// Reads and discards the rest of an upload, so a refused client still
 /// reads its answer instead of a reset connection (bounded by the route's
-/// body limit).
+/// body limit, [`drain_limit`]).
 async fn drain(multipart: Result<Multipart, MultipartRejection>) {
     if let Ok(mut m) = multipart {
-        while let Ok(Some(field)) = m.next_field().await {
-            if field.bytes().await.is_err() {
-                break;
-            }
+        while let Ok(Some(mut field)) = m.next_field().await {
+            while let Ok(Some(_)) = field.chunk().await {}
         }
     }
 }
@@ -325,9 +351,13 @@ async fn upload(
         }
     };
     let started = std::time::Instant::now();
-    let outcome = match read_parts(multipart, app.config.rule_max_bytes).await {
+    let mut multipart = multipart;
+    let outcome = match read_parts(&mut multipart, app.config.rule_max_bytes).await {
         Ok(parts) => verify_upload(&app, &auth, parts).await?,
-        Err(r) => Err(r),
+        Err(r) => {
+            drain(multipart).await;
+            Err(r)
+        }
     };
     let verified = match outcome {
         Ok(v) => v,
