@@ -341,7 +341,7 @@ async fn drain(multipart: Result<Multipart, MultipartRejection>) {
 async fn upload(
     State(app): State<App>,
     auth: Result<Auth, ApiError>,
-    multipart: Result<Multipart, MultipartRejection>,
+    mut multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let auth = match auth.and_then(|a| a.require("rules:write").map(|()| a)) {
         Ok(a) => a,
@@ -351,7 +351,6 @@ async fn upload(
         }
     };
     let started = std::time::Instant::now();
-    let mut multipart = multipart;
     let outcome = match read_parts(&mut multipart, app.config.rule_max_bytes).await {
         Ok(parts) => verify_upload(&app, &auth, parts).await?,
         Err(r) => {

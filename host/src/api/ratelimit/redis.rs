@@ -21,13 +21,12 @@ const ANSWER_WITHIN: Duration = Duration::from_millis(250);
 /// GCRA over every window of a key, atomically. `KEYS[i]` holds window i's
 /// theoretical arrival time in µs; `ARGV[2i-1]` is its emission interval in
 /// µs and `ARGV[2i]` its limit (the burst). Nothing is written unless every
-/// window admits the request. Returns `{1, 0, remaining}` when admitted and
+/// window admits the request. Returns `{1, 0, 0}` when admitted and
 /// `{0, i, wait_us}` when window i refuses.
 const GCRA: &str = r"
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
 local next_tat = {}
-local remaining = -1
 for i = 1, #KEYS do
   local interval = tonumber(ARGV[2 * i - 1])
   local tolerance = interval * tonumber(ARGV[2 * i])
@@ -38,14 +37,12 @@ for i = 1, #KEYS do
     return {0, i, new_tat - tolerance - now}
   end
   next_tat[i] = new_tat
-  local left = math.floor((tolerance - (new_tat - now)) / interval)
-  if remaining < 0 or left < remaining then remaining = left end
 end
 for i = 1, #KEYS do
   local ttl_ms = math.ceil((next_tat[i] - now) / 1000) + 1000
   redis.call('SET', KEYS[i], string.format('%d', next_tat[i]), 'PX', ttl_ms)
 end
-return {1, 0, remaining}
+return {1, 0, 0}
 ";
 
 pub struct RedisLimits {
