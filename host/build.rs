@@ -30,6 +30,7 @@ const TEST_GUESTS: &[&str] = &[
     "tiered-v1",
     "tiered-v2",
     "large-table",
+    "alloc-churn",
 ];
 /// Example tenant rules (`examples/`), built so tests can sign and upload them.
 const EXAMPLES: &[&str] = &["structuring", "night-spei", "new-beneficiary-burst"];

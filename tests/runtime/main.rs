@@ -118,6 +118,30 @@ fn hostile_guests_are_contained() {
     assert!(matches!(run.outcome, Outcome::Ok(_)), "{:?}", run.outcome);
 }
 
+/// The guest SDK's heap: more than the memory cap allocated and freed in
+/// total (so freed blocks are reused), blocks moved across size classes and
+/// to the large-block allocator with their contents, over-aligned blocks.
+#[test]
+fn guest_heap_reuses_blocks_and_keeps_contents() {
+    let rt = common::shared_runtime();
+    let limits = rt.limits().clone();
+    let rule = rt.load(&guest("alloc-churn")).unwrap();
+    let run = rt.evaluate(&rule, &tx(), "{}", &Arc::new(ContextSnapshot::default()));
+    match &run.outcome {
+        Outcome::Ok(e) => {
+            let codes: Vec<_> = e.signals.iter().map(|s| s.code.as_str()).collect();
+            assert_eq!(codes, ["alloc_ok"]);
+        }
+        other => panic!("allocator check failed: {other:?}"),
+    }
+    assert!(
+        run.peak_memory < limits.memory_bytes / 4,
+        "{}",
+        run.peak_memory
+    );
+    assert!(run.fuel_used < limits.fuel, "{}", run.fuel_used);
+}
+
 #[test]
 fn epoch_deadline_stops_a_loop_with_plenty_of_fuel() {
     let rt = Runtime::new(RuntimeLimits {
