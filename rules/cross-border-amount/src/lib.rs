@@ -11,41 +11,54 @@ use aduana_guest_sdk::prelude::*;
 use serde::{Deserialize, Serialize};
 
 /// Tunables.
+///
+/// Defaults are per field, not `#[serde(default)]` on the struct: that would
+/// build the whole default value (every list entry) before parsing, on every
+/// evaluation, only to drop it, since the host always passes every field.
 #[derive(Debug, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(deny_unknown_fields)]
 pub struct Params {
     /// Weight of `payout_cross_border_high_amount`.
+    #[serde(default = "default_weight")]
     pub weight: u32,
     /// Currency code → threshold in major units (`"200000.00"`).
+    #[serde(default = "default_thresholds")]
     pub thresholds: BTreeMap<String, String>,
+}
+
+fn default_weight() -> u32 {
+    35
 }
 
 impl Default for Params {
     fn default() -> Self {
-        // Roughly USD 10,000 in each currency, rounded; tenants tune these.
-        let t = [
-            ("MXN", "200000"),
-            ("USD", "10000"),
-            ("EUR", "10000"),
-            ("GBP", "8000"),
-            ("CAD", "14000"),
-            ("CHF", "9000"),
-            ("JPY", "1500000"),
-            ("BRL", "55000"),
-            ("CLP", "9500000"),
-            ("COP", "40000000"),
-            ("PEN", "37000"),
-            ("ARS", "10000000"),
-            ("UYU", "400000"),
-        ];
         Self {
-            weight: 35,
-            thresholds: t
-                .iter()
-                .map(|(c, v)| ((*c).to_owned(), (*v).to_owned()))
-                .collect(),
+            weight: default_weight(),
+            thresholds: default_thresholds(),
         }
     }
+}
+
+fn default_thresholds() -> BTreeMap<String, String> {
+    // Roughly USD 10,000 in each currency, rounded; tenants tune these.
+    let t = [
+        ("MXN", "200000"),
+        ("USD", "10000"),
+        ("EUR", "10000"),
+        ("GBP", "8000"),
+        ("CAD", "14000"),
+        ("CHF", "9000"),
+        ("JPY", "1500000"),
+        ("BRL", "55000"),
+        ("CLP", "9500000"),
+        ("COP", "40000000"),
+        ("PEN", "37000"),
+        ("ARS", "10000000"),
+        ("UYU", "400000"),
+    ];
+    t.iter()
+        .map(|(c, v)| ((*c).to_owned(), (*v).to_owned()))
+        .collect()
 }
 
 /// The rule.

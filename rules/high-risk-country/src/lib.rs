@@ -10,16 +10,24 @@ use aduana_guest_sdk::prelude::*;
 use serde::{Deserialize, Serialize};
 
 /// Tunables.
+///
+/// Defaults are per field, not `#[serde(default)]` on the struct: that would
+/// build the whole default value (every list entry) before parsing, on every
+/// evaluation, only to drop it, since the host always passes every field.
 #[derive(Debug, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(deny_unknown_fields)]
 pub struct Params {
     /// Weight of `payout_high_risk_country`.
+    #[serde(default = "default_weight")]
     pub weight: u32,
     /// ISO 3166-1 alpha-2 codes under a call for action (FATF black list).
+    #[serde(default = "default_black_list")]
     pub black_list: Vec<String>,
     /// ISO 3166-1 alpha-2 codes under increased monitoring (FATF grey list).
+    #[serde(default = "default_grey_list")]
     pub grey_list: Vec<String>,
     /// Black-listed beneficiary countries force `decline`.
+    #[serde(default)]
     pub hard_block_black_list: bool,
 }
 
@@ -29,12 +37,24 @@ const GREY: &[&str] = &[
     "SS", "SY", "VE", "VN", "VG", "YE",
 ];
 
+fn default_weight() -> u32 {
+    40
+}
+
+fn default_black_list() -> Vec<String> {
+    BLACK.iter().map(|c| (*c).to_owned()).collect()
+}
+
+fn default_grey_list() -> Vec<String> {
+    GREY.iter().map(|c| (*c).to_owned()).collect()
+}
+
 impl Default for Params {
     fn default() -> Self {
         Self {
-            weight: 40,
-            black_list: BLACK.iter().map(|c| (*c).to_owned()).collect(),
-            grey_list: GREY.iter().map(|c| (*c).to_owned()).collect(),
+            weight: default_weight(),
+            black_list: default_black_list(),
+            grey_list: default_grey_list(),
             hard_block_black_list: false,
         }
     }

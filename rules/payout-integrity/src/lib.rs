@@ -11,48 +11,67 @@ use aduana_guest_sdk::prelude::*;
 use serde::{Deserialize, Serialize};
 
 /// Tunables.
+///
+/// Defaults are per field, not `#[serde(default)]` on the struct: that would
+/// build the whole default value (every list entry) before parsing, on every
+/// evaluation, only to drop it, since the host always passes every field.
 #[derive(Debug, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(deny_unknown_fields)]
 pub struct Params {
     /// Weight of `payout_invalid_beneficiary_account`.
+    #[serde(default = "default_invalid_account_weight")]
     pub invalid_account_weight: u32,
     /// Weight of `payout_unattributed_initiator`.
+    #[serde(default = "default_unattributed_initiator_weight")]
     pub unattributed_initiator_weight: u32,
     /// Initiator values treated as "nobody in particular" (case-insensitive).
+    #[serde(default = "default_generic_initiators")]
     pub generic_initiators: Vec<String>,
+}
+
+fn default_invalid_account_weight() -> u32 {
+    25
+}
+
+fn default_unattributed_initiator_weight() -> u32 {
+    10
 }
 
 impl Default for Params {
     fn default() -> Self {
-        let generic = [
-            "api",
-            "system",
-            "admin",
-            "administrator",
-            "root",
-            "service",
-            "automation",
-            "auto",
-            "bot",
-            "batch",
-            "cron",
-            "scheduler",
-            "default",
-            "unknown",
-            "none",
-            "null",
-            "n/a",
-            "test",
-            "user",
-            "core",
-            "integration",
-        ];
         Self {
-            invalid_account_weight: 25,
-            unattributed_initiator_weight: 10,
-            generic_initiators: generic.iter().map(|g| (*g).to_owned()).collect(),
+            invalid_account_weight: default_invalid_account_weight(),
+            unattributed_initiator_weight: default_unattributed_initiator_weight(),
+            generic_initiators: default_generic_initiators(),
         }
     }
+}
+
+fn default_generic_initiators() -> Vec<String> {
+    let generic = [
+        "api",
+        "system",
+        "admin",
+        "administrator",
+        "root",
+        "service",
+        "automation",
+        "auto",
+        "bot",
+        "batch",
+        "cron",
+        "scheduler",
+        "default",
+        "unknown",
+        "none",
+        "null",
+        "n/a",
+        "test",
+        "user",
+        "core",
+        "integration",
+    ];
+    generic.iter().map(|g| (*g).to_owned()).collect()
 }
 
 /// The rule.
