@@ -120,10 +120,12 @@ impl App {
         let addr = listener.local_addr()?;
         crate::api::metrics::install();
         let watcher = crate::registry::spawn_watcher(self.clone());
+        let checkpointer = self.store.spawn_checkpointer();
         let router = crate::api::router(self);
         let handle = tokio::spawn(async move {
             // Dropped with this task, even when it is aborted.
             let _watcher = AbortOnDrop(watcher);
+            let _checkpointer = checkpointer.map(AbortOnDrop);
             axum::serve(listener, router)
                 .with_graceful_shutdown(shutdown_signal())
                 .await

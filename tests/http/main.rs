@@ -10,6 +10,7 @@ mod auth_keys;
 mod blocklists;
 mod cli;
 mod containment;
+mod group_commit;
 mod idempotency;
 mod kit;
 mod pipeline;

@@ -78,21 +78,17 @@ pub(crate) async fn prefetch_context(
     let origin_key = input.origin_key();
     let beneficiary_key = input.beneficiary_key();
     let identifiers = input.list_identifiers();
-    let (matches, history) = tokio::join!(
-        app.store
-            .list_matches(tenant_id, "payout", &identifiers, now),
-        async {
-            match &beneficiary_key {
-                Some(b) => {
-                    app.store
-                        .beneficiary_history(tenant_id, &origin_key, b)
-                        .await
-                }
-                None => Ok(None),
-            }
-        }
-    );
-    let mut list_hits: Vec<ListHitRecord> = matches?
+    let (matches, history) = app
+        .store
+        .assess_context(
+            tenant_id,
+            "payout",
+            &identifiers,
+            beneficiary_key.as_deref().map(|b| (origin_key.as_str(), b)),
+            now,
+        )
+        .await?;
+    let mut list_hits: Vec<ListHitRecord> = matches
         .into_iter()
         .map(|m| ListHitRecord {
             list_type: m.list_type,
@@ -112,7 +108,7 @@ pub(crate) async fn prefetch_context(
             .cmp(&rank(&b.severity))
             .then(a.entry_id.cmp(&b.entry_id))
     });
-    let history = history?.map_or_else(HistoryRecord::default, |h| HistoryRecord {
+    let history = history.map_or_else(HistoryRecord::default, |h| HistoryRecord {
         prior_transfers: u32::try_from(h.transfers).unwrap_or(u32::MAX),
         first_at_ms: Some(h.first_at),
         last_at_ms: Some(h.last_at),
@@ -277,7 +273,7 @@ async fn assess_payout(
         },
         outbox: Some((event_id, event.to_owned(), outbox_payload)),
     };
-    match app.store.commit_assessment(&write).await? {
+    match app.store.commit_assessment(write).await? {
         CommitOutcome::Committed => Ok(json_response(StatusCode::OK, response, false)),
         CommitOutcome::Replayed(rec) => {
             if rec.request_hash != hash {

@@ -1,8 +1,14 @@
 //! Assessments and everything that commits with them: beneficiary history,
 //! the idempotency record and the outbox row, in one transaction.
-use sqlx::Row;
+use std::collections::{BTreeMap, HashSet};
 
-use super::{Store, StoreError};
+use sqlx::Row;
+use tokio::sync::oneshot;
+
+use super::{
+    Store, StoreError,
+    commit_queue::{DrainerGuard, Queued, Reply},
+};
 
 /// Idempotency records are honoured for 24 hours.
 pub const IDEMPOTENCY_TTL_MS: i64 = 24 * 60 * 60 * 1000;
@@ -129,168 +135,346 @@ impl Store {
         .transpose()
     }
 
-    /// Active, unexpired entries of `tenant_id` matching any of `pairs`
-    /// (list type, normalized value) whose scope covers `flow`.
-    pub async fn list_matches(
+    /// What an assessment's rules may ask about, in one query: the
+    /// tenant's active, unexpired blocklist entries matching any of `pairs`
+    /// (list type, normalized value) whose scope covers `flow`, and the
+    /// history of `history_key` (origin key, beneficiary key). One round
+    /// trip instead of two keeps the request path to one hand-off to the
+    /// database before the pipeline runs.
+    pub async fn assess_context(
         &self,
         tenant_id: &str,
         flow: &str,
         pairs: &[(String, String)],
+        history_key: Option<(&str, &str)>,
         now: i64,
-    ) -> Result<Vec<ListMatch>, StoreError> {
-        if pairs.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut sql = String::from(
-            "SELECT id, list_type, value, severity FROM blocklist_entries \
-             WHERE tenant_id = $1 AND is_active = 1 AND (expires_at IS NULL OR expires_at > $2) \
-             AND flow_scope IN ($3, 'all') AND (",
-        );
-        for i in 0..pairs.len() {
-            if i > 0 {
-                sql.push_str(" OR ");
+    ) -> Result<(Vec<ListMatch>, Option<HistoryRow>), StoreError> {
+        let mut parts = Vec::new();
+        let mut next = 2;
+        if !pairs.is_empty() {
+            let mut sql = format!(
+                "SELECT 'list' AS part, id, list_type, value, severity, \
+                 CAST(0 AS BIGINT) AS transfers, CAST(0 AS BIGINT) AS first_at, \
+                 CAST(0 AS BIGINT) AS last_at FROM blocklist_entries \
+                 WHERE tenant_id = $1 AND is_active = 1 AND (expires_at IS NULL OR expires_at > ${}) \
+                 AND flow_scope IN (${}, 'all') AND (",
+                next,
+                next + 1
+            );
+            next += 2;
+            for i in 0..pairs.len() {
+                if i > 0 {
+                    sql.push_str(" OR ");
+                }
+                sql.push_str(&format!(
+                    "(list_type = ${} AND value = ${})",
+                    next,
+                    next + 1
+                ));
+                next += 2;
             }
-            sql.push_str(&format!(
-                "(list_type = ${} AND value = ${})",
-                4 + 2 * i,
-                5 + 2 * i
+            sql.push(')');
+            parts.push(sql);
+        }
+        if history_key.is_some() {
+            parts.push(format!(
+                "SELECT 'history' AS part, '' AS id, '' AS list_type, '' AS value, '' AS severity, \
+                 transfers, first_at, last_at FROM beneficiary_history \
+                 WHERE tenant_id = $1 AND origin_key = ${} AND beneficiary_key = ${}",
+                next,
+                next + 1
             ));
         }
-        sql.push(')');
-        let mut q = sqlx::query(&sql).bind(tenant_id).bind(now).bind(flow);
-        for (t, v) in pairs {
-            q = q.bind(t).bind(v);
+        if parts.is_empty() {
+            return Ok((Vec::new(), None));
         }
-        let rows = q.fetch_all(&self.pool).await?;
-        rows.iter()
-            .map(|r| {
-                Ok(ListMatch {
+        let sql = parts.join(" UNION ALL ");
+        let mut q = sqlx::query(&sql).bind(tenant_id);
+        if !pairs.is_empty() {
+            q = q.bind(now).bind(flow);
+            for (t, v) in pairs {
+                q = q.bind(t.as_str()).bind(v.as_str());
+            }
+        }
+        if let Some((origin, beneficiary)) = history_key {
+            q = q.bind(origin).bind(beneficiary);
+        }
+        let mut matches = Vec::new();
+        let mut history = None;
+        for r in q.fetch_all(&self.pool).await? {
+            let part: String = r.try_get("part")?;
+            if part == "history" {
+                history = Some(HistoryRow {
+                    transfers: r.try_get("transfers")?,
+                    first_at: r.try_get("first_at")?,
+                    last_at: r.try_get("last_at")?,
+                });
+            } else {
+                matches.push(ListMatch {
                     entry_id: r.try_get("id")?,
                     list_type: r.try_get("list_type")?,
                     value: r.try_get("value")?,
                     severity: r.try_get("severity")?,
-                })
-            })
-            .collect()
-    }
-
-    pub async fn beneficiary_history(
-        &self,
-        tenant_id: &str,
-        origin_key: &str,
-        beneficiary_key: &str,
-    ) -> Result<Option<HistoryRow>, StoreError> {
-        let row = sqlx::query(
-            "SELECT transfers, first_at, last_at FROM beneficiary_history \
-             WHERE tenant_id = $1 AND origin_key = $2 AND beneficiary_key = $3",
-        )
-        .bind(tenant_id)
-        .bind(origin_key)
-        .bind(beneficiary_key)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(|r| {
-            Ok(HistoryRow {
-                transfers: r.try_get("transfers")?,
-                first_at: r.try_get("first_at")?,
-                last_at: r.try_get("last_at")?,
-            })
-        })
-        .transpose()
+                });
+            }
+        }
+        Ok((matches, history))
     }
 
     /// Commits the assessment, its idempotency record, history update and
-    /// outbox row together, or nothing at all.
+    /// outbox row together, or nothing at all. Concurrent calls share one
+    /// transaction (see `commit_queue`); each returns once its own rows are
+    /// committed.
     pub async fn commit_assessment(
         &self,
-        a: &AssessmentWrite,
+        write: AssessmentWrite,
     ) -> Result<CommitOutcome, StoreError> {
-        let mut tx = self.writer.begin().await?;
-        if let Some((scope, key, hash)) = &a.idempotency {
-            sqlx::query(
-                "DELETE FROM idempotency_keys \
-                 WHERE tenant_id = $1 AND scope = $2 AND idem_key = $3 AND created_at <= $4",
-            )
-            .bind(&a.tenant_id)
-            .bind(scope)
-            .bind(key)
-            .bind(a.created_at - IDEMPOTENCY_TTL_MS)
-            .execute(&mut *tx)
-            .await?;
-            let inserted = sqlx::query(
-                "INSERT INTO idempotency_keys \
-                 (tenant_id, scope, idem_key, request_hash, session_id, response, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) \
-                 ON CONFLICT (tenant_id, scope, idem_key) DO NOTHING",
-            )
-            .bind(&a.tenant_id)
-            .bind(scope)
-            .bind(key)
-            .bind(hash)
-            .bind(&a.session_id)
-            .bind(&a.response)
-            .bind(a.created_at)
-            .execute(&mut *tx)
-            .await?;
-            if inserted.rows_affected() == 0 {
-                tx.rollback().await?;
-                let existing = self
-                    .idempotency_record(&a.tenant_id, scope, key, a.created_at)
-                    .await?
-                    .ok_or_else(|| StoreError::Corrupt("idempotency record vanished".into()))?;
-                return Ok(CommitOutcome::Replayed(existing));
+        let (reply, answer) = oneshot::channel();
+        if self.commits.push(write, reply) {
+            let store = self.clone();
+            tokio::spawn(async move { store.drain_commits().await });
+        }
+        answer.await.map_err(|_| StoreError::CommitWorkerGone)?
+    }
+
+    /// Commits queued assessments, batch after batch, until none is left.
+    async fn drain_commits(self) {
+        let mut guard = DrainerGuard {
+            queue: &self.commits,
+            finished: false,
+        };
+        while let Some(batch) = self.commits.next_batch() {
+            self.commit_batch(batch).await;
+        }
+        guard.finished = true;
+    }
+
+    /// Commits `batch` in one transaction. If that fails, each write is
+    /// retried in a transaction of its own, so one bad write (or a
+    /// PostgreSQL deadlock between nodes) fails only itself.
+    async fn commit_batch(&self, batch: Vec<Queued>) {
+        let (writes, replies): (Vec<AssessmentWrite>, Vec<Reply>) = batch.into_iter().unzip();
+        let all: Vec<&AssessmentWrite> = writes.iter().collect();
+        match self.write_batch(&all).await {
+            Ok(outcomes) => {
+                for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                    // The caller may have gone (client disconnect); its
+                    // assessment is committed all the same.
+                    let _ = reply.send(Ok(outcome));
+                }
+            }
+            Err(e) if writes.len() == 1 => {
+                if let Some(reply) = replies.into_iter().next() {
+                    let _ = reply.send(Err(e));
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, size = writes.len(), "group commit failed; committing its assessments one by one");
+                for (write, reply) in writes.iter().zip(replies) {
+                    let outcome = self.write_batch(&[write]).await.and_then(|mut o| {
+                        o.pop()
+                            .ok_or_else(|| StoreError::Corrupt("empty commit outcome".into()))
+                    });
+                    let _ = reply.send(outcome);
+                }
             }
         }
-        sqlx::query(
-            "INSERT INTO assessments (session_id, tenant_id, flow, decision, risk_score, \
-             payment_id, input, context, rules, thresholds, response, simulated, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 0, $12)",
-        )
-        .bind(&a.session_id)
-        .bind(&a.tenant_id)
-        .bind(&a.flow)
-        .bind(&a.decision)
-        .bind(a.risk_score)
-        .bind(&a.payment_id)
-        .bind(&a.input)
-        .bind(&a.context)
-        .bind(&a.rules)
-        .bind(&a.thresholds)
-        .bind(&a.response)
-        .bind(a.created_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(StoreError::from_write)?;
-        if let Some((origin, beneficiary)) = &a.history {
-            sqlx::query(
-                "INSERT INTO beneficiary_history \
-                 (tenant_id, origin_key, beneficiary_key, transfers, first_at, last_at) \
-                 VALUES ($1, $2, $3, 1, $4, $4) \
-                 ON CONFLICT (tenant_id, origin_key, beneficiary_key) DO UPDATE SET \
-                 transfers = beneficiary_history.transfers + 1, last_at = excluded.last_at",
-            )
-            .bind(&a.tenant_id)
-            .bind(origin)
-            .bind(beneficiary)
-            .bind(a.created_at)
-            .execute(&mut *tx)
-            .await?;
+    }
+
+    /// Writes `writes` in one transaction of multi-row statements and says,
+    /// per write, whether it committed or lost its idempotency key to an
+    /// earlier request (then nothing of it was written). The queue never
+    /// puts two writes with the same key in one batch.
+    async fn write_batch(
+        &self,
+        writes: &[&AssessmentWrite],
+    ) -> Result<Vec<CommitOutcome>, StoreError> {
+        let mut tx = self.writer.begin().await?;
+
+        // Idempotency records first: a write whose key is taken writes
+        // nothing else. Sorted, so concurrent batches of several nodes lock
+        // rows in one order (PostgreSQL).
+        let mut keyed: Vec<(&str, &str, &str, &str, &AssessmentWrite)> = writes
+            .iter()
+            .filter_map(|w| {
+                w.idempotency.as_ref().map(|(scope, key, hash)| {
+                    (
+                        w.tenant_id.as_str(),
+                        scope.as_str(),
+                        key.as_str(),
+                        hash.as_str(),
+                        *w,
+                    )
+                })
+            })
+            .collect();
+        keyed.sort_unstable_by_key(|k| (k.0, k.1, k.2));
+        let mut taken: Vec<(String, String, String)> = Vec::new();
+        if !keyed.is_empty() {
+            // An expired record of the same key makes room for the new one.
+            let mut sql = String::from("DELETE FROM idempotency_keys WHERE ");
+            for i in 0..keyed.len() {
+                let p = 4 * i;
+                if i > 0 {
+                    sql.push_str(" OR ");
+                }
+                sql.push_str(&format!(
+                    "(tenant_id = ${} AND scope = ${} AND idem_key = ${} AND created_at <= ${})",
+                    p + 1,
+                    p + 2,
+                    p + 3,
+                    p + 4
+                ));
+            }
+            let mut q = sqlx::query(&sql);
+            for (tenant, scope, key, _, w) in &keyed {
+                q = q
+                    .bind(*tenant)
+                    .bind(*scope)
+                    .bind(*key)
+                    .bind(w.created_at - IDEMPOTENCY_TTL_MS);
+            }
+            q.execute(&mut *tx).await?;
+
+            let sql = format!(
+                "INSERT INTO idempotency_keys \
+                 (tenant_id, scope, idem_key, request_hash, session_id, response, created_at) \
+                 VALUES {} ON CONFLICT (tenant_id, scope, idem_key) DO NOTHING \
+                 RETURNING tenant_id, scope, idem_key",
+                values(keyed.len(), 7, "")
+            );
+            let mut q = sqlx::query(&sql);
+            for (tenant, scope, key, hash, w) in &keyed {
+                q = q
+                    .bind(*tenant)
+                    .bind(*scope)
+                    .bind(*key)
+                    .bind(*hash)
+                    .bind(w.session_id.as_str())
+                    .bind(w.response.as_str())
+                    .bind(w.created_at);
+            }
+            let inserted: HashSet<(String, String, String)> = q
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+                .collect::<Result<_, sqlx::Error>>()?;
+            taken = keyed
+                .iter()
+                .map(|(t, s, k, _, _)| ((*t).to_owned(), (*s).to_owned(), (*k).to_owned()))
+                .filter(|k| !inserted.contains(k))
+                .collect();
         }
-        if let Some((id, event, payload)) = &a.outbox {
-            sqlx::query(
-                "INSERT INTO outbox (id, tenant_id, event, payload, created_at) \
-                 VALUES ($1, $2, $3, $4, $5)",
-            )
-            .bind(id)
-            .bind(&a.tenant_id)
-            .bind(event)
-            .bind(payload)
-            .bind(a.created_at)
-            .execute(&mut *tx)
-            .await?;
+        let is_taken = |w: &AssessmentWrite| {
+            w.idempotency.as_ref().is_some_and(|(scope, key, _)| {
+                taken
+                    .iter()
+                    .any(|(t, s, k)| *t == w.tenant_id && s == scope && k == key)
+            })
+        };
+        let fresh: Vec<&AssessmentWrite> =
+            writes.iter().copied().filter(|w| !is_taken(w)).collect();
+
+        if !fresh.is_empty() {
+            let sql = format!(
+                "INSERT INTO assessments (session_id, tenant_id, flow, decision, risk_score, \
+                 payment_id, input, context, rules, thresholds, response, created_at, simulated) \
+                 VALUES {}",
+                values(fresh.len(), 12, ", 0")
+            );
+            let mut q = sqlx::query(&sql);
+            for a in &fresh {
+                q = q
+                    .bind(a.session_id.as_str())
+                    .bind(a.tenant_id.as_str())
+                    .bind(a.flow.as_str())
+                    .bind(a.decision.as_str())
+                    .bind(a.risk_score)
+                    .bind(a.payment_id.as_deref())
+                    .bind(a.input.as_str())
+                    .bind(a.context.as_str())
+                    .bind(a.rules.as_str())
+                    .bind(a.thresholds.as_str())
+                    .bind(a.response.as_str())
+                    .bind(a.created_at);
+            }
+            q.execute(&mut *tx).await.map_err(StoreError::from_write)?;
+
+            // One row per (tenant, origin, beneficiary), in key order: a
+            // multi-row upsert may not touch one row twice (PostgreSQL), and
+            // one lock order across nodes avoids deadlocks.
+            let mut history: BTreeMap<(&str, &str, &str), (i64, i64, i64)> = BTreeMap::new();
+            for a in &fresh {
+                if let Some((origin, beneficiary)) = &a.history {
+                    let e = history
+                        .entry((a.tenant_id.as_str(), origin.as_str(), beneficiary.as_str()))
+                        .or_insert((0, a.created_at, a.created_at));
+                    e.0 += 1;
+                    e.1 = e.1.min(a.created_at);
+                    e.2 = e.2.max(a.created_at);
+                }
+            }
+            if !history.is_empty() {
+                let sql = format!(
+                    "INSERT INTO beneficiary_history \
+                     (tenant_id, origin_key, beneficiary_key, transfers, first_at, last_at) \
+                     VALUES {} \
+                     ON CONFLICT (tenant_id, origin_key, beneficiary_key) DO UPDATE SET \
+                     transfers = beneficiary_history.transfers + excluded.transfers, \
+                     last_at = excluded.last_at",
+                    values(history.len(), 6, "")
+                );
+                let mut q = sqlx::query(&sql);
+                for ((tenant, origin, beneficiary), (n, first, last)) in &history {
+                    q = q
+                        .bind(*tenant)
+                        .bind(*origin)
+                        .bind(*beneficiary)
+                        .bind(*n)
+                        .bind(*first)
+                        .bind(*last);
+                }
+                q.execute(&mut *tx).await?;
+            }
+
+            let events: Vec<(&AssessmentWrite, &(String, String, String))> = fresh
+                .iter()
+                .filter_map(|a| a.outbox.as_ref().map(|o| (*a, o)))
+                .collect();
+            if !events.is_empty() {
+                let sql = format!(
+                    "INSERT INTO outbox (id, tenant_id, event, payload, created_at) VALUES {}",
+                    values(events.len(), 5, "")
+                );
+                let mut q = sqlx::query(&sql);
+                for (a, (id, event, payload)) in &events {
+                    q = q
+                        .bind(id.as_str())
+                        .bind(a.tenant_id.as_str())
+                        .bind(event.as_str())
+                        .bind(payload.as_str())
+                        .bind(a.created_at);
+                }
+                q.execute(&mut *tx).await?;
+            }
         }
         tx.commit().await?;
-        Ok(CommitOutcome::Committed)
+
+        let mut outcomes = Vec::with_capacity(writes.len());
+        for w in writes {
+            match &w.idempotency {
+                Some((scope, key, _)) if is_taken(w) => {
+                    let existing = self
+                        .idempotency_record(&w.tenant_id, scope, key, w.created_at)
+                        .await?
+                        .ok_or_else(|| StoreError::Corrupt("idempotency record vanished".into()))?;
+                    outcomes.push(CommitOutcome::Replayed(existing));
+                }
+                _ => outcomes.push(CommitOutcome::Committed),
+            }
+        }
+        Ok(outcomes)
     }
 
     /// A stored assessment of `tenant_id`.
@@ -363,5 +547,40 @@ impl Store {
         .fetch_one(&self.pool)
         .await?;
         Ok(row.try_get("n")?)
+    }
+}
+
+/// `($1, …, $cols<tail>), (…)`: placeholders for `rows` rows of `cols`
+/// parameters each, numbered on from row to row; `tail` is appended to
+/// every row (literal columns).
+fn values(rows: usize, cols: usize, tail: &str) -> String {
+    let mut out = String::with_capacity(rows * cols * 5);
+    for r in 0..rows {
+        if r > 0 {
+            out.push_str(", ");
+        }
+        out.push('(');
+        for c in 0..cols {
+            if c > 0 {
+                out.push_str(", ");
+            }
+            out.push('$');
+            out.push_str(&(r * cols + c + 1).to_string());
+        }
+        out.push_str(tail);
+        out.push(')');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn values_numbers_parameters_across_rows() {
+        assert_eq!(super::values(1, 2, ""), "($1, $2)");
+        assert_eq!(
+            super::values(2, 3, ", 0"),
+            "($1, $2, $3, 0), ($4, $5, $6, 0)"
+        );
     }
 }
