@@ -14,6 +14,12 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use serde_json::json;
 
+/// A request allocates and frees many short-lived buffers (JSON texts,
+/// rows, rule records) across threads; glibc's malloc spent ~13% of a
+/// loaded server's CPU on them, mimalloc about a third of that.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "aduana",
