@@ -32,6 +32,9 @@ pub use tenants::Tenant;
 /// How often the SQLite WAL is checkpointed off the write path.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 
+/// Group commits in flight at once on PostgreSQL.
+const PG_COMMITTERS: usize = 4;
+
 /// Errors of the storage boundary.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -111,7 +114,7 @@ impl Store {
                     writer: pool.clone(),
                     pool,
                     backend,
-                    commits: Arc::default(),
+                    commits: Arc::new(commit_queue::CommitQueue::new(PG_COMMITTERS)),
                 })
             }
             Backend::Sqlite => {
@@ -146,7 +149,8 @@ impl Store {
                     pool,
                     writer,
                     backend,
-                    commits: Arc::default(),
+                    // One writer connection: one batch at a time.
+                    commits: Arc::new(commit_queue::CommitQueue::new(1)),
                 })
             }
         }
