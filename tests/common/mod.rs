@@ -256,6 +256,31 @@ impl TestApp {
         self.post("/api/v1/assess/payout", key, body).await
     }
 
+    /// Sends every `(key, body)` assessment at once, each from its own task,
+    /// and returns the answers in request order.
+    pub async fn assess_concurrently(
+        &self,
+        requests: Vec<(String, Value)>,
+    ) -> Vec<(StatusCode, Value)> {
+        let url = format!("{}/api/v1/assess/payout", self.base);
+        let tasks: Vec<_> = requests
+            .into_iter()
+            .map(|(key, body)| {
+                let send = self.client.post(&url).bearer_auth(key).json(&body).send();
+                tokio::spawn(async move {
+                    let r = send.await.expect("assess request");
+                    let status = r.status();
+                    (status, r.json::<Value>().await.expect("JSON answer"))
+                })
+            })
+            .collect();
+        let mut answers = Vec::with_capacity(tasks.len());
+        for task in tasks {
+            answers.push(task.await.expect("assess task"));
+        }
+        answers
+    }
+
     /// Replaces a tenant's settings and waits out the 1 s auth cache, after
     /// which every request of the tenant sees them.
     pub async fn set_settings(&self, tenant: &TestTenant, settings: &Value) {

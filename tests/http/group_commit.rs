@@ -17,30 +17,6 @@ fn payload(origin: &str, beneficiary: &str) -> Value {
     p
 }
 
-async fn fire(t: &TestApp, requests: Vec<(String, Value)>) -> Vec<(u16, Value)> {
-    let mut tasks = Vec::new();
-    for (key, body) in requests {
-        let client = t.client.clone();
-        let url = format!("{}/api/v1/assess/payout", t.base);
-        tasks.push(tokio::spawn(async move {
-            let r = client
-                .post(url)
-                .bearer_auth(key)
-                .json(&body)
-                .send()
-                .await
-                .unwrap();
-            let status = r.status().as_u16();
-            (status, r.json::<Value>().await.unwrap())
-        }));
-    }
-    let mut out = Vec::new();
-    for task in tasks {
-        out.push(task.await.unwrap());
-    }
-    out
-}
-
 async fn transfers(t: &TestApp, tenant: &TestTenant, origin: &str, beneficiary: &str) -> i64 {
     let origin = format!("acct:{origin}");
     let beneficiary = format!("id:{beneficiary}");
@@ -87,11 +63,11 @@ async fn concurrent_assessments_are_each_stored_once(db: Db) {
         p["idempotency_key"] = json!("gc-reuse");
         requests.push((a.key.clone(), p));
     }
-    let answers = fire(&t, requests).await;
+    let answers = t.assess_concurrently(requests).await;
 
     let mut statuses: BTreeMap<u16, usize> = BTreeMap::new();
     for (s, v) in &answers {
-        *statuses.entry(*s).or_default() += 1;
+        *statuses.entry(s.as_u16()).or_default() += 1;
         if *s == 409 {
             assert_eq!(v["error"]["code"], "IDEMPOTENCY_KEY_REUSED", "{v}");
         } else {

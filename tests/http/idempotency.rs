@@ -74,28 +74,11 @@ async fn concurrent_duplicates_make_one_assessment(db: Db) {
     let a = t.tenant().await;
     let mut p = clean_payload();
     p["idempotency_key"] = json!("burst-1");
-    let mut tasks = Vec::new();
-    for _ in 0..12 {
-        let client = t.client.clone();
-        let url = format!("{}/api/v1/assess/payout", t.base);
-        let key = a.key.clone();
-        let body = p.clone();
-        tasks.push(tokio::spawn(async move {
-            let r = client
-                .post(url)
-                .bearer_auth(key)
-                .json(&body)
-                .send()
-                .await
-                .unwrap();
-            let status = r.status();
-            let v: serde_json::Value = r.json().await.unwrap();
-            (status, v)
-        }));
-    }
+    let answers = t
+        .assess_concurrently(vec![(a.key.clone(), p.clone()); 12])
+        .await;
     let mut sessions = std::collections::BTreeSet::new();
-    for task in tasks {
-        let (status, v) = task.await.unwrap();
+    for (status, v) in answers {
         assert_eq!(status, 200, "{v}");
         sessions.insert(v["session_id"].as_str().unwrap().to_owned());
     }
