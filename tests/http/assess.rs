@@ -272,6 +272,10 @@ async fn prometheus_metrics(db: Db) {
     let a = t.tenant().await;
     let (s, _) = t.assess(&a.key, &example_payload()).await;
     assert_eq!(s, 200);
+    if db == Db::Sqlite {
+        // Two ticks of the WAL checkpointer, which reports the WAL's size.
+        tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    }
     let resp = t
         .client
         .get(format!("{}/metrics", t.base))
@@ -296,6 +300,14 @@ async fn prometheus_metrics(db: Db) {
         "aduana_rule_components_loaded",
     ] {
         assert!(text.contains(series), "missing {series} in:\n{text}");
+    }
+    if db == Db::Sqlite {
+        for series in [
+            "aduana_sqlite_wal_frames ",
+            "aduana_sqlite_wal_frames_behind ",
+        ] {
+            assert!(text.contains(series), "missing {series} in:\n{text}");
+        }
     }
     // No tenant ids in labels.
     assert!(!text.contains(&a.id));

@@ -16,7 +16,7 @@ mod tenants;
 use std::{path::Path, str::FromStr, sync::Arc, time::Duration};
 
 use sqlx::{
-    AnyPool, Executor,
+    AnyPool, Executor, Row,
     any::{AnyConnectOptions, AnyPoolOptions},
 };
 
@@ -201,14 +201,28 @@ impl Store {
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             while !pool.is_closed() {
                 tick.tick().await;
-                if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                match sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
                     .fetch_optional(&pool)
                     .await
                 {
-                    if pool.is_closed() {
-                        break;
+                    // (busy, frames in the WAL, frames checkpointed); -1
+                    // when the checkpoint could not run this time.
+                    Ok(Some(row)) => {
+                        let frames: i64 = row.try_get(1).unwrap_or(-1);
+                        let done: i64 = row.try_get(2).unwrap_or(-1);
+                        if frames >= 0 && done >= 0 {
+                            metrics::gauge!("aduana_sqlite_wal_frames").set(frames as f64);
+                            metrics::gauge!("aduana_sqlite_wal_frames_behind")
+                                .set((frames - done) as f64);
+                        }
                     }
-                    tracing::warn!(error = %e, "WAL checkpoint failed");
+                    Ok(None) => {}
+                    Err(e) => {
+                        if pool.is_closed() {
+                            break;
+                        }
+                        tracing::warn!(error = %e, "WAL checkpoint failed");
+                    }
                 }
             }
         }))
