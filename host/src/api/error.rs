@@ -169,6 +169,10 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Duplicate => Self::Duplicate("an identical record already exists".into()),
+            // Shutting down: nothing was acknowledged, so the integrator's
+            // documented fail-open/closed policy and a retry with the same
+            // idempotency key apply, as for any 503.
+            StoreError::CommitWorkerGone => Self::NotReady,
             other => Self::Internal(other.into()),
         }
     }

@@ -294,22 +294,18 @@ impl Store {
         // Idempotency records first: a write whose key is taken writes
         // nothing else. Sorted, so concurrent batches of several nodes lock
         // rows in one order (PostgreSQL).
-        let mut keyed: Vec<(&str, &str, &str, &str, &AssessmentWrite)> = writes
+        let mut keyed: Vec<(usize, &str, &str, &str, &AssessmentWrite)> = writes
             .iter()
-            .filter_map(|w| {
-                w.idempotency.as_ref().map(|(scope, key, hash)| {
-                    (
-                        w.tenant_id.as_str(),
-                        scope.as_str(),
-                        key.as_str(),
-                        hash.as_str(),
-                        *w,
-                    )
+            .enumerate()
+            .filter_map(|(i, w)| {
+                w.idempotency.as_ref().map(|(scope, key, _)| {
+                    (i, w.tenant_id.as_str(), scope.as_str(), key.as_str(), *w)
                 })
             })
             .collect();
-        keyed.sort_unstable_by_key(|k| (k.0, k.1, k.2));
-        let mut taken: Vec<(String, String, String)> = Vec::new();
+        keyed.sort_unstable_by_key(|&(_, tenant, scope, key, _)| (tenant, scope, key));
+        // Per write: its key was already taken by an earlier request.
+        let mut taken = vec![false; writes.len()];
         if !keyed.is_empty() {
             // An expired record of the same key makes room for the new one.
             let mut sql = String::from("DELETE FROM idempotency_keys WHERE ");
@@ -327,11 +323,11 @@ impl Store {
                 ));
             }
             let mut q = sqlx::query(&sql);
-            for (tenant, scope, key, _, w) in &keyed {
+            for &(_, tenant, scope, key, w) in &keyed {
                 q = q
-                    .bind(*tenant)
-                    .bind(*scope)
-                    .bind(*key)
+                    .bind(tenant)
+                    .bind(scope)
+                    .bind(key)
                     .bind(w.created_at - IDEMPOTENCY_TTL_MS);
             }
             q.execute(&mut *tx).await?;
@@ -344,12 +340,13 @@ impl Store {
                 values(keyed.len(), 7, "")
             );
             let mut q = sqlx::query(&sql);
-            for (tenant, scope, key, hash, w) in &keyed {
+            for &(_, tenant, scope, key, w) in &keyed {
+                let hash = w.idempotency.as_ref().map_or("", |(_, _, h)| h.as_str());
                 q = q
-                    .bind(*tenant)
-                    .bind(*scope)
-                    .bind(*key)
-                    .bind(*hash)
+                    .bind(tenant)
+                    .bind(scope)
+                    .bind(key)
+                    .bind(hash)
                     .bind(w.session_id.as_str())
                     .bind(w.response.as_str())
                     .bind(w.created_at);
@@ -360,21 +357,18 @@ impl Store {
                 .iter()
                 .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
                 .collect::<Result<_, sqlx::Error>>()?;
-            taken = keyed
-                .iter()
-                .map(|(t, s, k, _, _)| ((*t).to_owned(), (*s).to_owned(), (*k).to_owned()))
-                .filter(|k| !inserted.contains(k))
-                .collect();
+            for &(i, tenant, scope, key, _) in &keyed {
+                if let Some(t) = taken.get_mut(i) {
+                    *t = !inserted.contains(&(tenant.to_owned(), scope.to_owned(), key.to_owned()));
+                }
+            }
         }
-        let is_taken = |w: &AssessmentWrite| {
-            w.idempotency.as_ref().is_some_and(|(scope, key, _)| {
-                taken
-                    .iter()
-                    .any(|(t, s, k)| *t == w.tenant_id && s == scope && k == key)
-            })
-        };
-        let fresh: Vec<&AssessmentWrite> =
-            writes.iter().copied().filter(|w| !is_taken(w)).collect();
+        let fresh: Vec<&AssessmentWrite> = writes
+            .iter()
+            .zip(&taken)
+            .filter(|&(_, &t)| !t)
+            .map(|(w, _)| *w)
+            .collect();
 
         if !fresh.is_empty() {
             let sql = format!(
@@ -462,9 +456,9 @@ impl Store {
         tx.commit().await?;
 
         let mut outcomes = Vec::with_capacity(writes.len());
-        for w in writes {
+        for (w, &taken) in writes.iter().zip(&taken) {
             match &w.idempotency {
-                Some((scope, key, _)) if is_taken(w) => {
+                Some((scope, key, _)) if taken => {
                     let existing = self
                         .idempotency_record(&w.tenant_id, scope, key, w.created_at)
                         .await?
