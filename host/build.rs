@@ -31,6 +31,7 @@ const TEST_GUESTS: &[&str] = &[
     "tiered-v2",
     "large-table",
     "alloc-churn",
+    "wit-v0-1",
 ];
 /// Example tenant rules (`examples/`), built so tests can sign and upload them.
 const EXAMPLES: &[&str] = &["structuring", "night-spei", "new-beneficiary-burst"];

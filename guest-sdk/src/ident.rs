@@ -1,5 +1,8 @@
 //! Account-identifier and amount helpers shared by rules: CLABE (Mexico),
-//! IBAN (via `iban_validate`), SWIFT/BIC, and exact major → minor amounts.
+//! IBAN (via `iban_validate`), SWIFT/BIC, exact major → minor amounts, and
+//! the normalization of list values (the host uses the same function for
+//! list entries, so a rule's lookup and the host's prefetch agree).
+use std::net::IpAddr;
 
 /// Why an account identifier failed its check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,6 +103,46 @@ pub fn major_to_minor(major: &str, exponent: u8) -> Option<u64> {
         minor = minor.checked_add(frac.parse::<u64>().ok()?.checked_mul(pad)?)?;
     }
     Some(minor)
+}
+
+/// Normalizes `value` for the list `list_type` (`clabe`, `iban`, `swift_bic`,
+/// `account_hash`, `beneficiary_id`, ...): CLABE and card BIN keep only
+/// digits; IBAN and BIC drop spaces and dashes and go upper case; e-mails,
+/// hashes and fingerprints go lower case; IPs and ranges are parsed and
+/// printed canonically; phones keep digits and a leading `+`; ids stay as
+/// sent (trimmed). `None` for an unknown list type, an unparsable IP, or a
+/// value empty or longer than 512 bytes after normalizing.
+pub fn normalize_list_value(list_type: &str, value: &str) -> Option<String> {
+    let v = value.trim();
+    let out = match list_type {
+        "clabe" | "card_bin" => v.chars().filter(char::is_ascii_digit).collect(),
+        "iban" | "swift_bic" => v
+            .chars()
+            .filter(|c| !c.is_whitespace() && *c != '-')
+            .map(|c| c.to_ascii_uppercase())
+            .collect(),
+        "country" => v.to_ascii_uppercase(),
+        "email" | "email_domain" | "account_hash" | "card_hash" | "device_fingerprint" => {
+            v.to_lowercase()
+        }
+        "ip_address" => v.parse::<IpAddr>().ok()?.to_string(),
+        "ip_range" => v.parse::<ipnet::IpNet>().ok()?.trunc().to_string(),
+        "phone" => {
+            let digits: String = v.chars().filter(char::is_ascii_digit).collect();
+            if v.starts_with('+') {
+                format!("+{digits}")
+            } else {
+                digits
+            }
+        }
+        "beneficiary_id" | "customer_id" => v.to_owned(),
+        _ => return None,
+    };
+    if out.is_empty() || out.len() > 512 {
+        None
+    } else {
+        Some(out)
+    }
 }
 
 #[cfg(test)]

@@ -58,9 +58,13 @@ pub mod bindings {
 }
 
 pub use bindings::aduana::rules::types::{
-    Amount, Beneficiary, Channel, Evaluation, FieldWarning, Flow, History, ListHit, Metadata,
-    Origin, PayoutDetails, RuleError, Severity, Signal, SignalSpec, Transaction,
+    Amount, Beneficiary, Channel, Evaluation, FieldWarning, Flow, History, ListHit, ListMatch,
+    Metadata, Origin, PayoutDetails, RuleError, Severity, Signal, SignalSpec, Transaction,
 };
+
+/// The WIT `context` record: what the host prefetched for one transaction
+/// and passes to `evaluate`. Rules read it through the [`Context`] trait.
+pub use bindings::aduana::rules::types::Context as Prefetched;
 
 /// Everything a rule author usually needs, in one import.
 pub mod prelude {
@@ -96,8 +100,9 @@ pub trait Rule {
 
 /// Read-only questions a rule may ask about the transaction's surroundings.
 ///
-/// Inside the component this is served by the host from data it prefetched
-/// before the call; native tests and benchmarks can supply their own.
+/// Inside the component this is answered from the [`Prefetched`] record the
+/// host passes to `evaluate`; native tests and benchmarks can supply their
+/// own.
 pub trait Context {
     /// Is `value` on the tenant's `list_type` list (`clabe`, `iban`,
     /// `account_hash`, `swift_bic`, `beneficiary_id`, ...) for this flow?
@@ -106,17 +111,29 @@ pub trait Context {
     fn beneficiary_history(&self) -> History;
 }
 
-/// The [`Context`] backed by the host's imports (only meaningful inside the
-/// component).
-#[derive(Debug, Default, Clone, Copy)]
-pub struct HostContext;
+/// The [`Context`] inside a component: answers from the [`Prefetched`]
+/// record the host passed with the transaction. A lookup normalizes `value`
+/// with [`ident::normalize_list_value`], the function the host normalizes
+/// list entries with, and only the transaction's own identifiers were
+/// prefetched: any other value answers `None`.
+#[derive(Debug, Clone, Copy)]
+pub struct HostContext<'a>(pub &'a Prefetched);
 
-impl Context for HostContext {
+impl Context for HostContext<'_> {
     fn list_lookup(&self, list_type: &str, value: &str) -> Option<ListHit> {
-        bindings::aduana::rules::context::list_lookup(list_type, value)
+        // Most transactions match no list: skip normalizing then.
+        if self.0.list_hits.is_empty() {
+            return None;
+        }
+        let value = ident::normalize_list_value(list_type, value)?;
+        self.0
+            .list_hits
+            .iter()
+            .find(|m| m.list_type == list_type && m.value == value)
+            .map(|m| m.hit.clone())
     }
     fn beneficiary_history(&self) -> History {
-        bindings::aduana::rules::context::beneficiary_history()
+        self.0.history
     }
 }
 
@@ -228,6 +245,7 @@ fn parse_params<R: Rule>(params_json: &str) -> Result<R::Params, RuleError> {
 
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::Prefetched;
     pub use crate::bindings::__export_rule;
     pub use crate::bindings::Guest;
     use crate::{Evaluation, HostContext, Metadata, Rule, RuleError, Transaction};
@@ -245,8 +263,12 @@ pub mod __private {
         }
     }
 
-    pub fn evaluate<R: Rule>(tx: Transaction, params: String) -> Result<Evaluation, RuleError> {
-        crate::evaluate_native::<R>(&tx, &params, &HostContext)
+    pub fn evaluate<R: Rule>(
+        tx: Transaction,
+        params: String,
+        context: Prefetched,
+    ) -> Result<Evaluation, RuleError> {
+        crate::evaluate_native::<R>(&tx, &params, &HostContext(&context))
     }
 }
 
@@ -267,8 +289,9 @@ macro_rules! export_rule {
                 fn evaluate(
                     tx: $crate::Transaction,
                     params: ::std::string::String,
+                    context: $crate::__private::Prefetched,
                 ) -> ::core::result::Result<$crate::Evaluation, $crate::RuleError> {
-                    $crate::__private::evaluate::<$rule>(tx, params)
+                    $crate::__private::evaluate::<$rule>(tx, params, context)
                 }
             }
     $crate::__private::__export_rule!(__AduanaRuleExport with_types_in $crate::bindings);

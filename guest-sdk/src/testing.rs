@@ -102,10 +102,14 @@ pub struct FixtureHistory {
 
 impl Context for FixtureContext {
     fn list_lookup(&self, list_type: &str, value: &str) -> Option<ListHit> {
-        let wanted = value.trim().to_ascii_lowercase().replace(' ', "");
+        let wanted = crate::ident::normalize_list_value(list_type, value)?;
         self.list_hits
             .iter()
-            .find(|h| h.list_type == list_type && h.value.to_ascii_lowercase() == wanted)
+            .find(|h| {
+                h.list_type == list_type
+                    && crate::ident::normalize_list_value(list_type, &h.value).as_ref()
+                        == Some(&wanted)
+            })
             .map(|h| ListHit {
                 entry_id: h.entry_id.clone(),
                 severity: match h.severity.as_str() {

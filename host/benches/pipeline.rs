@@ -20,6 +20,11 @@ use aduana_host::{
 };
 use criterion::{Criterion, criterion_group};
 
+/// The allocator `aduana serve` runs with (`host/src/main.rs`), so the bench
+/// measures the pipeline as the server runs it.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const FOUR: [&str; 4] = [
     "first-beneficiary",
     "high-risk-country",

@@ -533,7 +533,63 @@ async fn tenants_never_see_each_others_rules(db: Db) {
     assert_eq!(s, 403);
 }
 
+/// A rule built against WIT 0.1.0, before the context became an argument
+/// of `evaluate`, uploads, activates and assesses: its calls to the host's
+/// list lookup and history are answered from the prefetched snapshot.
+async fn wit_0_1_rule_still_assesses(db: Db) {
+    let t = TestApp::start(db).await;
+    let a = t.tenant().await;
+    let signer = t.signer(&a).await;
+    let v = t
+        .upload_and_activate(&a, &signer, &component("wit-v0-1"), "active")
+        .await;
+    assert_eq!(v["rule_id"], "legacy-context");
+    let legacy = |v: &Value| -> Vec<String> {
+        v["signal_details"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| d["code"].as_str().unwrap().starts_with("legacy_"))
+            .map(|d| format!("{}: {}", d["code"], d["description"]))
+            .collect()
+    };
+    let p = payout_of("1500.50");
+    for prior in 0..2 {
+        let (s, v) = t.assess(&a.key, &p).await;
+        assert_eq!(s, 200, "{v}");
+        assert_eq!(
+            legacy(&v),
+            vec![format!(r#""legacy_history": "{prior} prior transfers""#)],
+            "{v}"
+        );
+    }
+    let (s, e) = t
+        .post(
+            "/api/v1/blocklists",
+            &a.key,
+            &json!({"list_type": "clabe", "value": "032180000118359719", "flow_scope": "payout",
+                    "severity": "block"}),
+        )
+        .await;
+    assert_eq!(s, 201, "{e}");
+    let (s, v) = t.assess(&a.key, &p).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["decision"], "decline");
+    assert_eq!(
+        legacy(&v),
+        vec![
+            format!(
+                r#""legacy_list_hit": "entry {}""#,
+                e["id"].as_str().unwrap()
+            ),
+            r#""legacy_history": "2 prior transfers""#.to_owned(),
+        ],
+        "{v}"
+    );
+}
+
 crate::both_backends!(
+    wit_0_1_rule_still_assesses,
     signers_and_upload_checks,
     activation_shadow_and_rollback,
     tenants_never_see_each_others_rules,

@@ -11,7 +11,10 @@ use std::{sync::Arc, time::Duration};
 use aduana_host::{
     builtins::BUILTIN_COMPONENTS,
     pipeline::fixture::FixtureTransaction,
-    runtime::{ALLOWED_IMPORTS, ContextSnapshot, Outcome, Runtime, RuntimeLimits},
+    runtime::{
+        ALLOWED_IMPORTS, ContextSnapshot, HistoryRecord, ListHitRecord, Outcome, Runtime,
+        RuntimeLimits, WitAbi,
+    },
 };
 use common::guest;
 
@@ -67,6 +70,85 @@ fn builtins_import_only_the_rule_interface() {
             assert!(!name.starts_with("wasi:"), "{id} imports WASI: {name}");
         }
     }
+}
+
+/// Built with the SDK, the built-ins follow WIT 0.2.0: the context arrives
+/// as an argument, so they import types and no host function at all.
+#[test]
+fn builtins_are_wit_0_2_and_call_no_host_function() {
+    let rt = common::shared_runtime();
+    for (id, bytes) in BUILTIN_COMPONENTS {
+        assert_eq!(
+            component_imports(bytes),
+            vec!["aduana:rules/types@0.2.0".to_owned()],
+            "{id}"
+        );
+        assert_eq!(rt.load(bytes).unwrap().abi, WitAbi::V0_2, "{id}");
+    }
+}
+
+/// A rule built against WIT 0.1.0 (context through imported host functions,
+/// as rules uploaded before 0.2.0 are) still loads and gets its answers:
+/// the list lookup normalized by the host, and the history.
+#[test]
+fn wit_0_1_rules_still_ask_the_host() {
+    let rt = common::shared_runtime();
+    let bytes = guest("wit-v0-1");
+    assert!(
+        component_imports(&bytes).contains(&"aduana:rules/context@0.1.0".to_owned()),
+        "{:?}",
+        component_imports(&bytes)
+    );
+    let rule = rt.load(&bytes).unwrap();
+    assert_eq!(rule.abi, WitAbi::V0_1);
+    assert_eq!(rule.metadata.id, "legacy-context");
+    let signals = |context: ContextSnapshot| match rt
+        .evaluate(&rule, &tx(), "{}", &Arc::new(context))
+        .outcome
+    {
+        Outcome::Ok(e) => e
+            .signals
+            .into_iter()
+            .map(|s| (s.code, s.description, s.hard_block))
+            .collect::<Vec<_>>(),
+        other => panic!("{other:?}"),
+    };
+    let hit = ContextSnapshot {
+        list_hits: vec![ListHitRecord {
+            list_type: "clabe".into(),
+            value: "032180000118359719".into(),
+            entry_id: "bl_legacy".into(),
+            severity: "block".into(),
+        }],
+        history: HistoryRecord {
+            prior_transfers: 3,
+            first_at_ms: Some(1),
+            last_at_ms: Some(2),
+        },
+    };
+    assert_eq!(
+        signals(hit),
+        vec![
+            (
+                "legacy_list_hit".to_owned(),
+                "entry bl_legacy".to_owned(),
+                Some("blocklist:clabe".to_owned())
+            ),
+            (
+                "legacy_history".to_owned(),
+                "3 prior transfers".to_owned(),
+                None
+            ),
+        ]
+    );
+    assert_eq!(
+        signals(ContextSnapshot::default()),
+        vec![(
+            "legacy_history".to_owned(),
+            "0 prior transfers".to_owned(),
+            None
+        )]
+    );
 }
 
 #[test]

@@ -1,7 +1,6 @@
 //! Blocklist vocabulary (list types, flow scopes, severities, sources) and
 //! value normalization, applied identically before storage and before
 //! matching.
-use std::net::IpAddr;
 
 /// Payout identifier list types.
 pub const PAYOUT_TYPES: &[&str] = &[
@@ -44,36 +43,7 @@ pub fn is_list_type(t: &str) -> bool {
 /// value cannot be an identifier of that type (empty, or not an IP for
 /// `ip_address`, ...).
 pub fn normalize_value(list_type: &str, value: &str) -> Option<String> {
-    let v = value.trim();
-    let out = match list_type {
-        "clabe" | "card_bin" => v.chars().filter(char::is_ascii_digit).collect(),
-        "iban" | "swift_bic" => v
-            .chars()
-            .filter(|c| !c.is_whitespace() && *c != '-')
-            .map(|c| c.to_ascii_uppercase())
-            .collect(),
-        "country" => v.to_ascii_uppercase(),
-        "email" | "email_domain" | "account_hash" | "card_hash" | "device_fingerprint" => {
-            v.to_lowercase()
-        }
-        "ip_address" => v.parse::<IpAddr>().ok()?.to_string(),
-        "ip_range" => v.parse::<ipnet::IpNet>().ok()?.trunc().to_string(),
-        "phone" => {
-            let digits: String = v.chars().filter(char::is_ascii_digit).collect();
-            if v.starts_with('+') {
-                format!("+{digits}")
-            } else {
-                digits
-            }
-        }
-        "beneficiary_id" | "customer_id" => v.to_owned(),
-        _ => return None,
-    };
-    if out.is_empty() || out.len() > 512 {
-        None
-    } else {
-        Some(out)
-    }
+    aduana_guest_sdk::ident::normalize_list_value(list_type, value)
 }
 
 /// The flow scopes that cover an assessment of `flow`.

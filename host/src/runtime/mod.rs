@@ -1,8 +1,9 @@
 //! The Wasm rule runtime: the only module that touches wasmtime.
 //!
 //! One [`Engine`] per process (pooling allocator, fuel and epoch
-//! interruption), one [`Linker`] serving the `aduana:rules` world, and per
-//! component digest a pre-instantiated [`bindings::RulePre`] kept in memory.
+//! interruption), one [`Linker`] serving the `aduana:rules` world at every
+//! WIT version this host binds (0.1.0 and 0.2.0), and per component digest a
+//! pre-instantiated [`InstancePre`] kept in memory.
 //! Every evaluation gets a fresh [`Store`] and instance, so nothing carries
 //! over between transactions; each runs under a fuel budget, an epoch
 //! deadline and a memory cap. Whatever a rule does wrong becomes
@@ -22,7 +23,10 @@ use sha2::{Digest as _, Sha256};
 use wasmtime::{
     Config, Enabled, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig, Store,
     Trap,
-    component::{Component, ComponentExportIndex, HasSelf, Linker, TypedFunc},
+    component::{
+        Component, ComponentExportIndex, ComponentType, HasSelf, InstancePre, Linker, Lower,
+        TypedFunc, types::ComponentItem,
+    },
 };
 
 use crate::domain::lists::normalize_value;
@@ -31,9 +35,12 @@ pub use inspect::{SUPPORTED_WIT_VERSIONS, inspect};
 pub use limits::RuntimeLimits;
 use limits::StoreLimiter;
 
+/// Bindings of WIT 0.1.0, whose rules ask the host through the imported
+/// `context` interface. Its types are identical in 0.2.0 (records are typed
+/// structurally), so they serve components of both versions.
 pub(crate) mod bindings {
     wasmtime::component::bindgen!({
-        path: "../wit",
+        path: "../wit/v0.1.0",
         world: "rule",
     });
 }
@@ -46,7 +53,31 @@ use bindings::aduana::rules::types::{Metadata as WitMetadata, RuleError};
 
 /// The WIT interfaces a rule component may import. Anything else (WASI
 /// included) is rejected at load.
-pub const ALLOWED_IMPORTS: &[&str] = &["aduana:rules/types@0.1.0", "aduana:rules/context@0.1.0"];
+pub const ALLOWED_IMPORTS: &[&str] = &[
+    "aduana:rules/types@0.1.0",
+    "aduana:rules/context@0.1.0",
+    "aduana:rules/types@0.2.0",
+];
+
+/// The WIT version a component was built against, read from its
+/// `evaluate` export's arity at load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WitAbi {
+    /// `evaluate(tx, params)`; context through imported host functions.
+    V0_1,
+    /// `evaluate(tx, params, context)`; no host functions at all.
+    V0_2,
+}
+
+impl WitAbi {
+    /// The package version, e.g. `0.2.0`.
+    pub fn version(self) -> &'static str {
+        match self {
+            WitAbi::V0_1 => "0.1.0",
+            WitAbi::V0_2 => "0.2.0",
+        }
+    }
+}
 
 /// Errors loading a component. Evaluation never returns an error: it
 /// returns an [`Outcome`].
@@ -93,9 +124,11 @@ pub struct SignalSpec {
 
 /// A compiled, pre-linked rule component, shared by every evaluation.
 pub struct LoadedRule {
-    pre: bindings::RulePre<RuleState>,
+    pre: InstancePre<RuleState>,
     /// Where `evaluate` sits in the component's exports, resolved at load.
     evaluate: ComponentExportIndex,
+    /// How `evaluate` is called (checked against its type at load).
+    pub abi: WitAbi,
     pub metadata: RuleMetadata,
     /// `sha256:<hex>` of the component bytes.
     pub digest: String,
@@ -121,6 +154,47 @@ pub struct ContextSnapshot {
     pub history: HistoryRecord,
 }
 
+impl ContextSnapshot {
+    /// The snapshot as WIT 0.2.0's `context` record.
+    fn to_wire(&self) -> WireContext {
+        WireContext {
+            list_hits: self
+                .list_hits
+                .iter()
+                .map(|h| WireListMatch {
+                    list_type: h.list_type.clone(),
+                    value: h.value.clone(),
+                    hit: h.to_hit(),
+                })
+                .collect(),
+            history: History {
+                prior_transfers: self.history.prior_transfers,
+                first_at_ms: self.history.first_at_ms,
+                last_at_ms: self.history.last_at_ms,
+            },
+        }
+    }
+}
+
+/// WIT 0.2.0 `context`: `evaluate`'s third argument.
+#[derive(ComponentType, Lower)]
+#[component(record)]
+struct WireContext {
+    #[component(name = "list-hits")]
+    list_hits: Vec<WireListMatch>,
+    history: History,
+}
+
+/// WIT 0.2.0 `list-match`.
+#[derive(ComponentType, Lower)]
+#[component(record)]
+struct WireListMatch {
+    #[component(name = "list-type")]
+    list_type: String,
+    value: String,
+    hit: ListHit,
+}
+
 /// One prefetched list hit.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ListHitRecord {
@@ -128,6 +202,19 @@ pub struct ListHitRecord {
     pub value: String,
     pub entry_id: String,
     pub severity: String,
+}
+
+impl ListHitRecord {
+    fn to_hit(&self) -> ListHit {
+        ListHit {
+            entry_id: self.entry_id.clone(),
+            severity: match self.severity.as_str() {
+                "block" => Severity::Block,
+                "flag" => Severity::Flag,
+                _ => Severity::Review,
+            },
+        }
+    }
 }
 
 /// Prefetched beneficiary history.
@@ -174,14 +261,7 @@ impl bindings::aduana::rules::context::Host for RuleState {
             .list_hits
             .iter()
             .find(|h| h.list_type == list_type && h.value == value)
-            .map(|h| ListHit {
-                entry_id: h.entry_id.clone(),
-                severity: match h.severity.as_str() {
-                    "block" => Severity::Block,
-                    "flag" => Severity::Flag,
-                    _ => Severity::Review,
-                },
-            })
+            .map(ListHitRecord::to_hit)
     }
 
     fn beneficiary_history(&mut self) -> History {
@@ -246,6 +326,10 @@ impl Runtime {
         let engine = Engine::new(&config).map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
         let mut linker = Linker::new(&engine);
         bindings::Rule::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
+            .map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
+        // 0.2.0 imports only types: an instance with no functions.
+        linker
+            .instance("aduana:rules/types@0.2.0")
             .map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
         spawn_epoch_ticker(&engine, limits.epoch_tick);
         Ok(Self {
@@ -368,23 +452,22 @@ impl Runtime {
                 return Err(RuntimeError::ForbiddenImport(name.to_owned()));
             }
         }
-        let instance_pre = self
+        let abi = self.abi_of(&component)?;
+        let export = |name: &str| {
+            component
+                .get_export_index(None, name)
+                .ok_or_else(|| RuntimeError::WrongWorld(format!("no `{name}` export")))
+        };
+        let (metadata_export, evaluate) = (export("metadata")?, export("evaluate")?);
+        let pre = self
             .linker
             .instantiate_pre(&component)
             .map_err(|e| RuntimeError::WrongWorld(format!("{e:#}")))?;
-        let pre = bindings::RulePre::new(instance_pre)
-            .map_err(|e| RuntimeError::WrongWorld(format!("{e:#}")))?;
-        // Instantiating through the bindings type-checks every export
-        // against the world once, here.
-        let metadata = self.read_metadata(&pre)?;
-        let evaluate = pre
-            .instance_pre()
-            .component()
-            .get_export_index(None, "evaluate")
-            .ok_or_else(|| RuntimeError::WrongWorld("no `evaluate` export".into()))?;
+        let metadata = self.read_metadata(&pre, abi, metadata_export, evaluate)?;
         let rule = Arc::new(LoadedRule {
             pre,
             evaluate,
+            abi,
             metadata,
             digest: digest.clone(),
         });
@@ -431,16 +514,55 @@ impl Runtime {
         store
     }
 
+    /// Which WIT version the component's `evaluate` export follows.
+    fn abi_of(&self, component: &Component) -> Result<WitAbi, RuntimeError> {
+        let ty = component.component_type();
+        match ty.get_export(&self.engine, "evaluate").map(|e| e.ty) {
+            Some(ComponentItem::ComponentFunc(f)) => match f.params().len() {
+                2 => Ok(WitAbi::V0_1),
+                3 => Ok(WitAbi::V0_2),
+                n => Err(RuntimeError::WrongWorld(format!(
+                    "`evaluate` takes {n} parameters; the `rule` world's takes 3 \
+                     (transaction, params, context; WIT 0.2.0) or 2 (WIT 0.1.0)"
+                ))),
+            },
+            Some(_) => Err(RuntimeError::WrongWorld(
+                "`evaluate` is not a function".to_owned(),
+            )),
+            None => Err(RuntimeError::WrongWorld("no `evaluate` export".to_owned())),
+        }
+    }
+
+    /// Instantiates the rule once: type-checks both exports against the
+    /// world of its WIT version (so `evaluate` can later be called without
+    /// checking again) and reads its metadata.
     fn read_metadata(
         &self,
-        pre: &bindings::RulePre<RuleState>,
+        pre: &InstancePre<RuleState>,
+        abi: WitAbi,
+        metadata: ComponentExportIndex,
+        evaluate: ComponentExportIndex,
     ) -> Result<RuleMetadata, RuntimeError> {
         let mut store = self.new_store(Arc::new(ContextSnapshot::default()));
         let instance = pre
             .instantiate(&mut store)
             .map_err(|e| RuntimeError::Metadata(format!("{e:#}")))?;
-        let meta: WitMetadata = instance
-            .call_metadata(&mut store)
+        let wrong_world =
+            |e: wasmtime::Error| RuntimeError::WrongWorld(format!("{e:#} (WIT {})", abi.version()));
+        match abi {
+            WitAbi::V0_1 => instance
+                .get_typed_func::<EvaluateV01Params<'_>, EvaluateResults>(&mut store, &evaluate)
+                .map(drop),
+            WitAbi::V0_2 => instance
+                .get_typed_func::<EvaluateV02Params<'_>, EvaluateResults>(&mut store, &evaluate)
+                .map(drop),
+        }
+        .map_err(wrong_world)?;
+        let metadata = instance
+            .get_typed_func::<(), (WitMetadata,)>(&mut store, &metadata)
+            .map_err(wrong_world)?;
+        let (meta,) = metadata
+            .call(&mut store, ())
             .map_err(|e| RuntimeError::Metadata(describe_failure(&e, &store)))?;
         output::check_metadata(meta).map_err(RuntimeError::Metadata)
     }
@@ -459,25 +581,30 @@ impl Runtime {
         // The generic bindings would type-check both exports again on every
         // instantiation; `finish` checked them once, so look `evaluate` up by
         // its resolved index and call it with the known signature.
-        let result = rule
-            .pre
-            .instance_pre()
-            .instantiate(&mut store)
-            .and_then(|instance| {
-                let func = instance
-                    .get_func(&mut store, rule.evaluate)
-                    .ok_or_else(|| wasmtime::format_err!("`evaluate` export missing"))?;
-                // SAFETY: `func` is the `evaluate` export of the component
-                // whose exports `finish` type-checked against the world's
-                // `evaluate: func(tx: transaction, params: string) ->
-                // result<evaluation, rule-error>` when it was loaded, which is
-                // exactly the signature given here.
-                #[allow(unsafe_code)]
-                let typed = unsafe {
-                    TypedFunc::<(&Transaction, &str), (Result<Evaluation, RuleError>,)>::new_unchecked(func)
-                };
-                typed.call(&mut store, (tx, params)).map(|(r,)| r)
-            });
+        let result = rule.pre.instantiate(&mut store).and_then(|instance| {
+            let func = instance
+                .get_func(&mut store, rule.evaluate)
+                .ok_or_else(|| wasmtime::format_err!("`evaluate` export missing"))?;
+            // SAFETY (both arms): `func` is the `evaluate` export of a
+            // component whose `evaluate` `read_metadata` type-checked at load
+            // against exactly this signature for the component's `abi`.
+            #[allow(unsafe_code)]
+            match rule.abi {
+                WitAbi::V0_1 => {
+                    let typed = unsafe {
+                        TypedFunc::<EvaluateV01Params<'_>, EvaluateResults>::new_unchecked(func)
+                    };
+                    typed.call(&mut store, (tx, params))
+                }
+                WitAbi::V0_2 => {
+                    let typed = unsafe {
+                        TypedFunc::<EvaluateV02Params<'_>, EvaluateResults>::new_unchecked(func)
+                    };
+                    typed.call(&mut store, (tx, params, &context.to_wire()))
+                }
+            }
+            .map(|(r,)| r)
+        });
         let fuel_used = self
             .limits
             .fuel
@@ -502,6 +629,13 @@ impl Runtime {
         }
     }
 }
+
+/// `evaluate(tx: transaction, params: string)` of WIT 0.1.0.
+type EvaluateV01Params<'a> = (&'a Transaction, &'a str);
+/// `evaluate(tx: transaction, params: string, context: context)` of 0.2.0.
+type EvaluateV02Params<'a> = (&'a Transaction, &'a str, &'a WireContext);
+/// `-> result<evaluation, rule-error>`, both versions.
+type EvaluateResults = (Result<Evaluation, RuleError>,);
 
 /// Turns a wasmtime failure into a stable, user-facing reason.
 fn describe_failure(e: &wasmtime::Error, store: &Store<RuleState>) -> String {
