@@ -121,14 +121,10 @@ pub struct HostContext<'a>(pub &'a Prefetched);
 
 impl Context for HostContext<'_> {
     fn list_lookup(&self, list_type: &str, value: &str) -> Option<ListHit> {
-        // Most transactions match no list: skip normalizing then.
-        if self.0.list_hits.is_empty() {
-            return None;
-        }
+        // Most transactions match no list: nothing to normalize then.
+        let hits = self.0.list_hits.as_deref()?;
         let value = ident::normalize_list_value(list_type, value)?;
-        self.0
-            .list_hits
-            .iter()
+        hits.iter()
             .find(|m| m.list_type == list_type && m.value == value)
             .map(|m| m.hit.clone())
     }

@@ -157,16 +157,18 @@ pub struct ContextSnapshot {
 impl ContextSnapshot {
     /// The snapshot as WIT 0.2.0's `context` record.
     fn to_wire(&self) -> WireContext {
-        WireContext {
-            list_hits: self
-                .list_hits
+        let list_hits = (!self.list_hits.is_empty()).then(|| {
+            self.list_hits
                 .iter()
                 .map(|h| WireListMatch {
                     list_type: h.list_type.clone(),
                     value: h.value.clone(),
                     hit: h.to_hit(),
                 })
-                .collect(),
+                .collect()
+        });
+        WireContext {
+            list_hits,
             history: History {
                 prior_transfers: self.history.prior_transfers,
                 first_at_ms: self.history.first_at_ms,
@@ -181,7 +183,7 @@ impl ContextSnapshot {
 #[component(record)]
 struct WireContext {
     #[component(name = "list-hits")]
-    list_hits: Vec<WireListMatch>,
+    list_hits: Option<Vec<WireListMatch>>,
     history: History,
 }
 
