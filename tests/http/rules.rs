@@ -135,6 +135,18 @@ async fn signers_and_upload_checks(db: Db) {
         (export "metadata" (func $f))
         (export "evaluate" (func $f)))"#;
     reject("world", "rule")(t.upload(&a.key, &signed(wat(wrong_types), &m)).await);
+    // Three parameters, as in WIT 0.2.0, but of the wrong types.
+    let wrong_types_0_2 = r#"(component
+        (core module $m
+            (func (export "m"))
+            (func (export "e") (param i32 i32 i32)))
+        (core instance $i (instantiate $m))
+        (func $m (canon lift (core func $i "m")))
+        (func $e (param "tx" u32) (param "params" u32) (param "context" u32)
+            (canon lift (core func $i "e")))
+        (export "metadata" (func $m))
+        (export "evaluate" (func $e)))"#;
+    reject("world", "0.2.0")(t.upload(&a.key, &signed(wat(wrong_types_0_2), &m)).await);
     let mut huge = wat("(module)");
     huge.resize(1024 * 1024 + 10, 0);
     reject("size", "limit")(t.upload(&a.key, &signed(huge, &m)).await);
