@@ -48,8 +48,9 @@ impl Guest for Legacy {
     fn evaluate(tx: Transaction, _params: String) -> Result<Evaluation, RuleError> {
         let mut signals = Vec::new();
         // Spaced as an integrator might send it: the host normalizes.
-        if let Some(clabe) = tx.beneficiary.clabe.as_deref() {
-            let spaced = format!("{} {}", &clabe[..6], &clabe[6..]);
+        let clabe = tx.beneficiary.clabe.as_deref().unwrap_or_default();
+        if let (Some(bank), Some(rest)) = (clabe.get(..6), clabe.get(6..)) {
+            let spaced = format!("{bank} {rest}");
             if let Some(hit) = context::list_lookup("clabe", &spaced) {
                 let block = matches!(hit.severity, Severity::Block);
                 signals.push(signal(
