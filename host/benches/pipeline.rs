@@ -89,18 +89,10 @@ fn setup() -> Setup {
         .map(|(id, bytes)| ((*id).to_owned(), runtime.load(bytes).unwrap()))
         .collect();
     let four = PipelineConfig::with_rules(&FOUR)
-        .compile(|id| {
-            loaded
-                .get(id)
-                .map(|r| (r.clone(), aduana_host::pipeline::Mode::Active))
-        })
+        .compile(|id| loaded.get(id).map(aduana_host::pipeline::Runnable::active))
         .unwrap();
     let all = PipelineConfig::with_rules(&builtins::ids())
-        .compile(|id| {
-            loaded
-                .get(id)
-                .map(|r| (r.clone(), aduana_host::pipeline::Mode::Active))
-        })
+        .compile(|id| loaded.get(id).map(aduana_host::pipeline::Runnable::active))
         .unwrap();
     let params = four
         .steps

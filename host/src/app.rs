@@ -8,7 +8,7 @@ use tokio::{net::TcpListener, task::JoinHandle};
 use crate::{
     builtins,
     config::Config,
-    pipeline::{Mode, Pipeline, PipelineConfig},
+    pipeline::{Pipeline, PipelineConfig, Runnable},
     registry::PipelineCache,
     runtime::{ArtifactCache, LoadedRule, Runtime},
     store::Store,
@@ -84,7 +84,7 @@ impl App {
         let mut default = PipelineConfig::with_rules(&builtins::ids());
         default.deadline_ms = u64::try_from(config.assess_deadline.as_millis()).unwrap_or(800);
         let default_pipeline = default
-            .compile(|id| loaded.get(id).map(|r| (Arc::clone(r), Mode::Active)))
+            .compile(|id| loaded.get(id).map(Runnable::active))
             .context("compiling the default pipeline")?;
         let rate_limits = crate::api::ratelimit::RateLimits::new(config.redis_url.as_deref())
             .context("configuring rate limits")?;

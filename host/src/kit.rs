@@ -17,12 +17,117 @@ use crate::{
     runtime::{Runtime, RuntimeLimits},
 };
 
-/// Where the guest SDK lives (scaffolds depend on it by path).
-pub fn sdk_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(|p| p.join("guest-sdk"))
-        .unwrap_or_else(|| PathBuf::from("guest-sdk"))
+/// The guest SDK bundled with this binary (sources of `guest-sdk/` and the
+/// WIT contract, with a manifest that builds outside the workspace).
+mod bundled {
+    include!(concat!(env!("OUT_DIR"), "/guest_sdk.rs"));
+}
+
+/// What the scaffold depends on when neither `--sdk` nor
+/// `ADUANA_GUEST_SDK` names an SDK.
+const SDK_FIX: &str = "pass --sdk PATH (or set ADUANA_GUEST_SDK) to the `guest-sdk` folder \
+     of an aduana checkout, or leave both unset to use the SDK bundled with this binary";
+
+/// The guest SDK a new rule crate depends on: `explicit` (`--sdk` or
+/// `ADUANA_GUEST_SDK`) when given, else the SDK bundled with this binary,
+/// unpacked once per SDK content under the user's data directory. Either
+/// way the answer is an absolute path to a crate named `aduana-guest-sdk`.
+pub fn resolve_sdk(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
+    match explicit {
+        Some(path) => check_sdk(path),
+        None => unpack_bundled_sdk(&sdk_home()?),
+    }
+}
+
+fn check_sdk(path: &Path) -> anyhow::Result<PathBuf> {
+    let dir = std::fs::canonicalize(path).map_err(|e| {
+        anyhow::anyhow!(
+            "the guest SDK at `{}` cannot be read ({e}): {SDK_FIX}",
+            path.display()
+        )
+    })?;
+    let manifest = dir.join("Cargo.toml");
+    let named = std::fs::read_to_string(&manifest)
+        .ok()
+        .and_then(|text| package_name_of(&text))
+        .is_some_and(|name| name == "aduana-guest-sdk");
+    if !named {
+        bail!(
+            "`{}` is not the aduana guest SDK (no Cargo.toml naming the package \
+             `aduana-guest-sdk`): {SDK_FIX}",
+            dir.display()
+        );
+    }
+    Ok(dir)
+}
+
+/// Where bundled SDKs are unpacked: `$XDG_DATA_HOME/aduana/guest-sdk`, else
+/// `$HOME/.local/share/aduana/guest-sdk`.
+fn sdk_home() -> anyhow::Result<PathBuf> {
+    let var = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    let data = var("XDG_DATA_HOME")
+        .or_else(|| var("HOME").map(|h| h.join(".local/share")))
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "cannot unpack the bundled guest SDK: neither XDG_DATA_HOME nor HOME is set; \
+                 {SDK_FIX}"
+            )
+        })?;
+    Ok(data.join("aduana").join("guest-sdk"))
+}
+
+/// Unpacks the bundled SDK under `home` (once per content: the folder is
+/// named by its hash) and returns its crate folder.
+pub fn unpack_bundled_sdk(home: &Path) -> anyhow::Result<PathBuf> {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    for (path, text) in bundled::FILES {
+        hash.update(path.as_bytes());
+        hash.update([0]);
+        hash.update(text.as_bytes());
+        hash.update([0]);
+    }
+    let id = format!(
+        "{}-{}",
+        env!("CARGO_PKG_VERSION"),
+        &hex::encode(hash.finalize())[..12]
+    );
+    let root = home.join(&id);
+    let crate_dir = root.join("guest-sdk");
+    if crate_dir.join("Cargo.toml").is_file() {
+        return Ok(crate_dir);
+    }
+    // Written aside and renamed into place, so a concurrent `rule new`
+    // never sees half an SDK.
+    let tmp = home.join(format!(".{id}.{}", std::process::id()));
+    let unpack = || -> anyhow::Result<()> {
+        for (path, text) in bundled::FILES {
+            let dest = tmp.join(path);
+            if let Some(parent) = dest.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::write(&dest, text)?;
+        }
+        Ok(())
+    };
+    unpack().with_context(|| {
+        format!(
+            "cannot unpack the bundled guest SDK into {}; {SDK_FIX}",
+            home.display()
+        )
+    })?;
+    if let Err(e) = std::fs::rename(&tmp, &root) {
+        let _ = std::fs::remove_dir_all(&tmp);
+        // Another process won the race: its copy is the same content.
+        if !crate_dir.join("Cargo.toml").is_file() {
+            return Err(e).with_context(|| format!("moving the SDK into {}", root.display()));
+        }
+    }
+    Ok(crate_dir)
 }
 
 /// `aduana keygen`: writes `<out>.key` (secret seed, base64, mode 0600) and
@@ -72,8 +177,9 @@ fn camel(name: &str) -> String {
 }
 
 /// `aduana rule new NAME`: a rule crate with a fixtures folder and a native
-/// snapshot test, in `dir/NAME`.
-pub fn scaffold(name: &str, dir: &Path) -> anyhow::Result<PathBuf> {
+/// snapshot test, in `dir/NAME`, depending on the guest SDK at `sdk` (see
+/// [`resolve_sdk`]).
+pub fn scaffold(name: &str, dir: &Path, sdk: &Path) -> anyhow::Result<PathBuf> {
     if !signing::is_rule_id(name) {
         bail!(
             "`{name}` is not a valid rule id: 2 to 64 of a-z, 0-9 and `-`, starting with a letter"
@@ -114,7 +220,7 @@ codegen-units = 1
 strip = true
 panic = "abort"
 "#,
-                sdk = sdk_path().display().to_string()
+                sdk = sdk.display().to_string()
             ),
         ),
         (
@@ -246,13 +352,37 @@ fn fixtures() {{
 fn package_name(dir: &Path) -> anyhow::Result<String> {
     let text = std::fs::read_to_string(dir.join("Cargo.toml"))
         .with_context(|| format!("no Cargo.toml in {}", dir.display()))?;
-    text.lines()
+    package_name_of(&text).context("Cargo.toml has no [package] name")
+}
+
+fn package_name_of(manifest: &str) -> Option<String> {
+    manifest
+        .lines()
         .skip_while(|l| l.trim() != "[package]")
         .find_map(|l| {
             let (k, v) = l.split_once('=')?;
             (k.trim() == "name").then(|| v.trim().trim_matches('"').to_owned())
         })
-        .context("Cargo.toml has no [package] name")
+}
+
+/// Fails with the fix when the bare Wasm target is not installed.
+fn ensure_wasm_target() -> anyhow::Result<()> {
+    const TARGET: &str = "wasm32-unknown-unknown";
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".to_owned());
+    let out = Command::new(&rustc)
+        .args(["--print", "target-libdir", "--target", TARGET])
+        .output()
+        .with_context(|| {
+            format!("running `{rustc}`: install the Rust toolchain first (https://rustup.rs)")
+        })?;
+    let libdir = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    if !out.status.success() || !Path::new(&libdir).is_dir() {
+        bail!(
+            "the Rust target `{TARGET}` is not installed, and rules are built for it: \
+             run `rustup target add {TARGET}`"
+        );
+    }
+    Ok(())
 }
 
 /// `aduana rule build`: compiles the crate at `dir` for
@@ -260,6 +390,7 @@ fn package_name(dir: &Path) -> anyhow::Result<String> {
 /// `dir/dist/<name>.wasm`.
 pub fn build(dir: &Path) -> anyhow::Result<PathBuf> {
     let name = package_name(dir)?;
+    ensure_wasm_target()?;
     let target_dir = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| dir.join("target"));

@@ -88,6 +88,11 @@ enum RuleCommand {
         name: String,
         #[arg(long, default_value = ".")]
         dir: PathBuf,
+        /// The guest SDK the crate depends on: the `guest-sdk` folder of an
+        /// aduana checkout. Unset: the SDK bundled with this binary,
+        /// unpacked under `$XDG_DATA_HOME/aduana` (or `~/.local/share/aduana`).
+        #[arg(long, env = "ADUANA_GUEST_SDK")]
+        sdk: Option<PathBuf>,
     },
     /// Build the rule crate into a component at `dist/<name>.wasm`.
     Build {
@@ -188,9 +193,11 @@ fn parse_rate(s: &str) -> Result<RateArg, String> {
 
 async fn rule_command(command: RuleCommand) -> anyhow::Result<()> {
     match command {
-        RuleCommand::New { name, dir } => {
-            let root = kit::scaffold(&name, &dir)?;
+        RuleCommand::New { name, dir, sdk } => {
+            let sdk = kit::resolve_sdk(sdk.as_deref())?;
+            let root = kit::scaffold(&name, &dir, &sdk)?;
             println!("created {}", root.display());
+            println!("guest SDK: {}", sdk.display());
             println!("next: cd {} && aduana rule test --accept", root.display());
         }
         RuleCommand::Build { path } => {

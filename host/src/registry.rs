@@ -18,7 +18,7 @@ use serde_json::Value;
 use crate::{
     app::App,
     domain::signing::{digest_string, sha256},
-    pipeline::{Mode, Pipeline, PipelineConfig, StepConfig, config::ConfigError},
+    pipeline::{Mode, Pipeline, PipelineConfig, Runnable, StepConfig, config::ConfigError},
     runtime::{LoadedRule, RuntimeError},
     store::{StoreError, Tenant},
 };
@@ -84,6 +84,43 @@ pub fn configured_pipeline(settings: &str) -> Result<Option<PipelineConfig>, Reg
             .map(Some)
             .map_err(|e| RegistryError::Settings(format!("pipeline.payout: {e}"))),
     }
+}
+
+/// How the tenant's settings configure `rule_id` (its defaults when they
+/// do not mention it): what a candidate version would run with.
+pub fn step_config(settings: &str, rule_id: &str) -> Result<StepConfig, RegistryError> {
+    Ok(configured_pipeline(settings)?
+        .and_then(|c| c.rules.into_iter().find(|s| s.rule_id == rule_id))
+        .unwrap_or_else(|| StepConfig::new(rule_id)))
+}
+
+/// The tenant's uploaded `rule_id@version`, loaded, as a version that
+/// counts (what simulation and backtest judge); `None` when the tenant has
+/// no such version.
+pub async fn candidate(
+    app: &App,
+    tenant_id: &str,
+    rule_id: &str,
+    version: &str,
+) -> Result<Option<Runnable>, RegistryError> {
+    let Some(v) = app.store.rule_version(tenant_id, rule_id, version).await? else {
+        return Ok(None);
+    };
+    let rule = load_rule(app, tenant_id, &v.digest).await?;
+    Ok(Some(Runnable {
+        rule,
+        mode: Mode::Active,
+        params_schema: params_schema(&v.manifest).map(Arc::new),
+    }))
+}
+
+/// The `params_schema` of an uploaded version's manifest text.
+pub fn params_schema(manifest: &str) -> Option<Value> {
+    serde_json::from_str::<Value>(manifest)
+        .ok()?
+        .get("params_schema")
+        .filter(|s| !s.is_null())
+        .cloned()
 }
 
 /// Loads the component `digest` uploaded by `tenant_id`, compiling it only
@@ -155,22 +192,27 @@ async fn build_pipeline(app: &App, tenant: &Tenant) -> Result<Arc<Pipeline>, Reg
         return Ok(Arc::clone(&app.default_pipeline));
     }
     let activations = app.store.activations(&tenant.id).await?;
-    let mut runnable: HashMap<String, (Arc<LoadedRule>, Mode)> = app
+    let mut runnable: HashMap<String, Vec<Runnable>> = app
         .builtins
         .iter()
-        .map(|(id, r)| (id.clone(), (Arc::clone(r), Mode::Active)))
+        .map(|(id, r)| (id.clone(), vec![Runnable::active(r)]))
         .collect();
     for a in &activations {
         let rule = load_rule(app, &tenant.id, &a.digest).await?;
-        let mode = Mode::parse(&a.mode).unwrap_or(Mode::Shadow);
-        runnable.insert(a.rule_id.clone(), (rule, mode));
+        let versions = runnable.entry(a.rule_id.clone()).or_default();
+        versions.push(Runnable {
+            rule,
+            mode: Mode::parse(&a.mode).unwrap_or(Mode::Shadow),
+            params_schema: params_schema(&a.manifest).map(Arc::new),
+        });
+        // Active first: the decision's steps, then what is only watched.
+        versions.sort_by_key(|r| r.mode != Mode::Active);
     }
-    let config = effective_config(app, configured, &activations_ids(&activations), &runnable);
-    Ok(Arc::new(config.compile(|id| runnable.get(id).cloned())?))
-}
-
-fn activations_ids(a: &[crate::store::ActivationRecord]) -> Vec<String> {
-    a.iter().map(|a| a.rule_id.clone()).collect()
+    let activated: Vec<String> = activations.iter().map(|a| a.rule_id.clone()).collect();
+    let config = effective_config(app, configured, &activated, &runnable);
+    Ok(Arc::new(config.compile(|id| {
+        runnable.get(id).cloned().unwrap_or_default()
+    })?))
 }
 
 /// The configuration that runs: the stored one (or the default), without
@@ -180,7 +222,7 @@ pub fn effective_config(
     app: &App,
     configured: Option<PipelineConfig>,
     activated: &[String],
-    runnable: &HashMap<String, (Arc<LoadedRule>, Mode)>,
+    runnable: &HashMap<String, Vec<Runnable>>,
 ) -> PipelineConfig {
     let mut config = configured.unwrap_or_else(|| {
         let mut d = PipelineConfig::with_rules(&crate::builtins::ids());

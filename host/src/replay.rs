@@ -15,8 +15,8 @@ use crate::{
     app::App,
     domain::money::Currency,
     pipeline::{
-        Decision, Mode, Pipeline, RuleRecord, SignalDetail, Step, Thresholds, Verdict,
-        payout::PayoutInput,
+        Decision, Mode, Pipeline, RuleRecord, Runnable, SignalDetail, Step, StepConfig, Thresholds,
+        Verdict, payout::PayoutInput,
     },
     registry::{self, RegistryError},
     runtime::{ContextSnapshot, LoadedRule, Transaction},
@@ -152,16 +152,28 @@ async fn rule_for(
     registry::load_rule(app, tenant_id, digest).await
 }
 
-/// What to substitute in a backtest: the rule id and its candidate.
+/// What a backtest substitutes: a version of a rule, as the step it would
+/// run as if activated now (its own default params with the tenant's
+/// accepted overrides, the tenant's weights and `on_error`).
 pub struct Candidate {
     pub rule_id: String,
-    pub rule: Arc<LoadedRule>,
-    pub mode: Mode,
+    pub step: Step,
 }
 
-/// Rebuilds the pipeline a stored assessment ran, optionally with a
-/// candidate in place of its rule (appended with its default params when
-/// the assessment did not run that rule).
+impl Candidate {
+    /// `version` (counting) under the tenant's configuration of its rule.
+    pub fn new(version: &Runnable, config: &StepConfig) -> Self {
+        Self {
+            rule_id: version.rule.metadata.id.clone(),
+            step: version.step(config),
+        }
+    }
+}
+
+/// Rebuilds the pipeline a stored assessment ran. With a candidate, the
+/// candidate's step takes the place of its rule's active record (or is
+/// appended when the assessment did not run that rule), and shadow
+/// records are left out: they never changed a decision.
 pub async fn stored_pipeline(
     app: &App,
     tenant_id: &str,
@@ -171,33 +183,30 @@ pub async fn stored_pipeline(
     let mut steps = Vec::with_capacity(s.records.len() + 1);
     let mut substituted = false;
     for r in &s.records {
-        let (rule, mode) = match candidate {
-            Some(c) if c.rule_id == r.rule_id => {
-                substituted = true;
-                (Arc::clone(&c.rule), c.mode)
+        if let Some(c) = candidate {
+            if r.mode == Mode::Shadow {
+                continue;
             }
-            _ => (rule_for(app, tenant_id, &r.digest).await?, r.mode),
-        };
+            if c.rule_id == r.rule_id {
+                steps.push(c.step.fresh());
+                substituted = true;
+                continue;
+            }
+        }
         // Keys the stored version did not know keep the new defaults.
         let stored = r.params.as_object().cloned().unwrap_or_default();
         steps.push(Step::new(
-            rule,
+            rule_for(app, tenant_id, &r.digest).await?,
             &stored,
             (*r.weights).clone(),
             r.on_error,
-            mode,
+            r.mode,
         ));
     }
     if let Some(c) = candidate
         && !substituted
     {
-        steps.push(Step::new(
-            Arc::clone(&c.rule),
-            &serde_json::Map::new(),
-            BTreeMap::new(),
-            crate::pipeline::OnError::Ignore,
-            c.mode,
-        ));
+        steps.push(c.step.fresh());
     }
     Ok(Pipeline {
         steps,

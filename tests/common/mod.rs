@@ -154,6 +154,22 @@ impl TestApp {
         extra: &[&[u8]],
         adjust: impl FnOnce(&mut Config),
     ) -> Self {
+        Self::start_on(db, shared_runtime(), extra, adjust).await
+    }
+
+    /// Starts on a runtime of its own with `limits` (slower: the built-in
+    /// rules are compiled again).
+    pub async fn start_with_limits(db: Db, limits: RuntimeLimits) -> Self {
+        let runtime = Arc::new(Runtime::new(limits).expect("runtime"));
+        Self::start_on(db, runtime, &[], |_| {}).await
+    }
+
+    async fn start_on(
+        db: Db,
+        runtime: Arc<Runtime>,
+        extra: &[&[u8]],
+        adjust: impl FnOnce(&mut Config),
+    ) -> Self {
         let tmp = tempfile::tempdir().expect("tempdir");
         let (database_url, pg_name) = match db {
             Db::Sqlite => (None, None),
@@ -166,9 +182,7 @@ impl TestApp {
         let mut config = Config::for_database(database_url.clone(), data_dir.clone());
         config.operator_token = Some(OPERATOR_TOKEN.to_owned());
         adjust(&mut config);
-        let app = App::build_with(config, shared_runtime(), extra)
-            .await
-            .expect("app");
+        let app = App::build_with(config, runtime, extra).await.expect("app");
         let server = app.clone().serve().await.expect("serve");
         Self {
             db,

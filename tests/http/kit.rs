@@ -194,16 +194,33 @@ async fn rule_author_kit_end_to_end() {
         .unwrap()
         .join("target")
         .join("kit-e2e");
+    // No checkout to lean on: the SDK bundled with the binary is unpacked
+    // into a data directory of this test's own.
+    let data_home = tempfile::tempdir().unwrap();
     let kit = |args: &[&str]| {
         let mut c = cli(&t);
         c.args(args)
             .current_dir(work.path())
             .env("CARGO_TARGET_DIR", &target)
+            .env("XDG_DATA_HOME", data_home.path())
+            .env_remove("ADUANA_GUEST_SDK")
             .env("CI", "true");
         c
     };
-    run_ok(&mut kit(&["rule", "new", "big-spei"])).await;
+    let out = run_ok(&mut kit(&["rule", "new", "big-spei"])).await;
     let crate_dir = work.path().join("big-spei");
+    let manifest = std::fs::read_to_string(crate_dir.join("Cargo.toml")).unwrap();
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap();
+    assert!(
+        !manifest.contains(repo.to_str().unwrap()),
+        "the scaffold must not depend on this checkout: {manifest}"
+    );
+    assert!(
+        manifest.contains(data_home.path().to_str().unwrap()),
+        "{out}\n{manifest}"
+    );
     for f in [
         "Cargo.toml",
         "src/lib.rs",
@@ -279,6 +296,100 @@ async fn rule_author_kit_end_to_end() {
     assert!(fires(&v, "big_spei_large_amount"), "{v}");
     let (_, v) = t.assess(&a.key, &payout_of("1500.50")).await;
     assert!(!fires(&v, "big_spei_large_amount"), "{v}");
+}
+
+/// `rule new --sdk PATH` from a folder outside the repository: the crate
+/// depends on that SDK and builds; a path that is not the SDK is refused
+/// with the fix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scaffold_with_sdk_flag_outside_the_repository() {
+    let t = TestApp::start(Db::Sqlite).await;
+    let work = tempfile::tempdir().unwrap();
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap();
+    assert!(!work.path().starts_with(repo));
+    let sdk = repo.join("guest-sdk");
+    let target = repo.join("target").join("kit-e2e");
+    let kit = |args: &[&str]| {
+        let mut c = cli(&t);
+        c.args(args)
+            .current_dir(work.path())
+            .env("CARGO_TARGET_DIR", &target)
+            .env_remove("ADUANA_GUEST_SDK");
+        c
+    };
+    run_ok(&mut kit(&[
+        "rule",
+        "new",
+        "flagged",
+        "--sdk",
+        sdk.to_str().unwrap(),
+    ]))
+    .await;
+    let crate_dir = work.path().join("flagged");
+    let manifest = std::fs::read_to_string(crate_dir.join("Cargo.toml")).unwrap();
+    assert!(
+        manifest.contains(&format!("path = {:?}", sdk.to_str().unwrap())),
+        "{manifest}"
+    );
+    let mut build = kit(&["rule", "build", "--path", crate_dir.to_str().unwrap()]);
+    let out = run_ok(&mut build).await;
+    assert!(out.trim().ends_with("dist/flagged.wasm"), "{out}");
+    assert!(crate_dir.join("dist/flagged.wasm").is_file());
+
+    // The environment variable works like the flag.
+    let mut by_env = kit(&["rule", "new", "by-env"]);
+    by_env.env("ADUANA_GUEST_SDK", &sdk);
+    run_ok(&mut by_env).await;
+    let manifest = std::fs::read_to_string(work.path().join("by-env/Cargo.toml")).unwrap();
+    assert!(manifest.contains(sdk.to_str().unwrap()), "{manifest}");
+
+    // Refusals name the fix.
+    let refused = |args: Vec<String>| {
+        let mut c = kit(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        async move {
+            let out = c.output().await.unwrap();
+            assert!(!out.status.success());
+            String::from_utf8_lossy(&out.stderr).into_owned()
+        }
+    };
+    let missing = work.path().join("no-such-sdk");
+    let err = refused(vec![
+        "rule".into(),
+        "new".into(),
+        "a-rule".into(),
+        "--sdk".into(),
+        missing.display().to_string(),
+    ])
+    .await;
+    assert!(
+        err.contains("--sdk") && err.contains("ADUANA_GUEST_SDK"),
+        "{err}"
+    );
+    let err = refused(vec![
+        "rule".into(),
+        "new".into(),
+        "b-rule".into(),
+        "--sdk".into(),
+        repo.join("host").display().to_string(),
+    ])
+    .await;
+    assert!(err.contains("is not the aduana guest SDK"), "{err}");
+    // No --sdk and nowhere to unpack the bundled one.
+    let out = kit(&["rule", "new", "c-rule"])
+        .env_remove("XDG_DATA_HOME")
+        .env_remove("HOME")
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("neither XDG_DATA_HOME nor HOME") && err.contains("--sdk"),
+        "{err}"
+    );
+    assert!(!work.path().join("a-rule").exists() && !work.path().join("c-rule").exists());
 }
 
 async fn replay_and_audit_verify_commands(db: Db) {

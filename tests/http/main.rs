@@ -8,6 +8,7 @@ pub mod common;
 mod assess;
 mod auth_keys;
 mod blocklists;
+mod candidates;
 mod cli;
 mod containment;
 mod group_commit;

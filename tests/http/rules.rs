@@ -343,8 +343,15 @@ async fn activation_shadow_and_rollback(db: Db) {
         "{v}"
     );
 
-    // Shadow: v2 runs and is recorded, but never changes the decision.
-    activate(&t, &a.key, "tiered-amount", "2.0.0", "shadow").await;
+    // Shadow: v2 runs beside v1 and is recorded, but never changes the
+    // decision; v1 stays active.
+    let act = activate(&t, &a.key, "tiered-amount", "2.0.0", "shadow").await;
+    assert_eq!(act["previous"], Value::Null, "{act}");
+    assert_eq!(
+        act["running"],
+        json!({"active": "1.0.0", "shadow": "2.0.0"}),
+        "{act}"
+    );
     let (_, live) = t.assess(&a.key, &payout_of("1500.50")).await;
     assert!(
         !signals(&live).contains(&"tiered_large_amount".to_owned()),
@@ -356,14 +363,19 @@ async fn activation_shadow_and_rollback(db: Db) {
         .get(&format!("/api/v1/assessments/{session}"), &a.key)
         .await;
     assert_eq!(s, 200, "{explained}");
-    let shadow = explained["rules"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["rule_id"] == "tiered-amount")
-        .unwrap()
-        .clone();
-    assert_eq!(shadow["mode"], "shadow");
+    let record = |mode: &str| {
+        explained["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["rule_id"] == "tiered-amount" && r["mode"] == mode)
+            .unwrap_or_else(|| panic!("no {mode} record: {explained}"))
+            .clone()
+    };
+    let (active, shadow) = (record("active"), record("shadow"));
+    assert_eq!(active["version"], "1.0.0");
+    assert_eq!(active["counted"], true);
+    assert_eq!(active["signals"], json!([]));
     assert_eq!(shadow["version"], "2.0.0");
     assert_eq!(shadow["counted"], false);
     assert_eq!(shadow["signals"][0]["code"], "tiered_large_amount");
@@ -386,25 +398,52 @@ async fn activation_shadow_and_rollback(db: Db) {
             )
         })
         .collect();
-    assert_eq!(status, vec![("1.0.0", "inactive"), ("2.0.0", "shadow")]);
+    assert_eq!(status, vec![("1.0.0", "active"), ("2.0.0", "shadow")]);
+    assert_eq!(versions["active_version"], "1.0.0");
+    assert_eq!(versions["shadow_version"], "2.0.0");
     let (_, list) = t.get("/api/v1/rules", &a.key).await;
     assert!(list["data"].to_string().contains("\"source\":\"builtin\""));
+    let listed = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["rule_id"] == "tiered-amount")
+        .unwrap();
+    assert_eq!(
+        (&listed["active_version"], &listed["shadow_version"]),
+        (&json!("1.0.0"), &json!("2.0.0")),
+        "{listed}"
+    );
 
-    // Deactivate: it stops running.
+    // Deactivate the shadow version: it stops; the active one keeps deciding.
+    let (s, _) = t
+        .post(
+            "/api/v1/rules/tiered-amount/versions/2.0.0/deactivate",
+            &a.key,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(s, 200);
     let (s, v) = t
         .post(
-            "/api/v1/rules/tiered-amount/versions/1.0.0/deactivate",
+            "/api/v1/rules/tiered-amount/versions/2.0.0/deactivate",
             &a.key,
             &json!({}),
         )
         .await;
     assert_eq!(
         (s.as_u16(), v["error"]["code"].as_str()),
-        (409, Some("INVALID_TRANSITION"))
+        (409, Some("INVALID_TRANSITION")),
+        "{v}"
+    );
+    let (_, v) = t.assess(&a.key, &payout_of("15000.00")).await;
+    assert!(
+        signals(&v).contains(&"tiered_large_amount".to_owned()),
+        "{v}"
     );
     let (s, _) = t
         .post(
-            "/api/v1/rules/tiered-amount/versions/2.0.0/deactivate",
+            "/api/v1/rules/tiered-amount/versions/1.0.0/deactivate",
             &a.key,
             &json!({}),
         )
@@ -448,6 +487,8 @@ async fn activation_shadow_and_rollback(db: Db) {
     }));
     let (_, v) = t.get("/api/v1/audit?action=rule.deactivated", &a.key).await;
     assert_eq!(v["data"][0]["details"]["version"], "2.0.0");
+    assert_eq!(v["data"][0]["details"]["mode"], "shadow");
+    assert_eq!(v["data"][1]["details"]["version"], "1.0.0");
 }
 
 async fn tenants_never_see_each_others_rules(db: Db) {

@@ -63,8 +63,9 @@ struct HighRisk {
     grey_list: Vec<String>,
 }
 
-/// A rule the tenant may configure: built-in, or uploaded (its running
-/// version, else its newest), with the manifest's params schema.
+/// A rule the tenant may configure: built-in, or uploaded (its active
+/// version, else its shadow one, else its newest), with the manifest's
+/// params schema.
 struct Configurable {
     rule: Arc<LoadedRule>,
     schema: Option<Value>,
@@ -82,12 +83,14 @@ async fn configurable(
         }));
     }
     let versions = app.store.rule_versions(tenant_id, Some(rule_id)).await?;
+    // The version that counts, else the one in shadow, else the newest.
     let running = app
         .store
         .activations(tenant_id)
         .await?
         .into_iter()
-        .find(|a| a.rule_id == rule_id);
+        .filter(|a| a.rule_id == rule_id)
+        .min_by_key(|a| a.mode != "active");
     let chosen = match &running {
         Some(a) => versions.iter().find(|v| v.version == a.version),
         None => versions.last(),
@@ -98,13 +101,9 @@ async fn configurable(
     let rule = registry::load_rule(app, tenant_id, &v.digest)
         .await
         .map_err(|e| ApiError::Internal(e.into()))?;
-    let manifest: Value = serde_json::from_str(&v.manifest).unwrap_or(Value::Null);
     Ok(Some(Configurable {
         rule,
-        schema: manifest
-            .get("params_schema")
-            .cloned()
-            .filter(|s| !s.is_null()),
+        schema: registry::params_schema(&v.manifest),
     }))
 }
 
@@ -172,6 +171,7 @@ async fn show(State(app): State<App>, auth: Auth) -> Result<Json<Value>, ApiErro
                 "enabled": true,
                 "params": s.params,
                 "param_overrides": configured_step.map(|c| Value::Object(c.params.clone())).unwrap_or(json!({})),
+                "ignored_param_overrides": s.ignored_overrides,
                 "weights": s.weights,
                 "on_error": s.on_error,
                 "signals": s.rule.metadata.signals,

@@ -27,7 +27,7 @@ use crate::{
     pipeline::Mode,
     registry,
     runtime::{LoadedRule, RuntimeError},
-    store::{AuditEvent, RuleVersionRecord, StoreError},
+    store::{ActivationRecord, AuditEvent, RuleVersionRecord, StoreError},
 };
 
 /// How much of a refused upload is read and discarded so the client gets
@@ -451,6 +451,64 @@ fn stored_view(v: &RuleVersionRecord, status: &str) -> Value {
     })
 }
 
+/// The versions of one rule that run: at most one active (it counts) and
+/// one shadow (recorded beside it).
+#[derive(Debug, Default)]
+struct Running {
+    active: Option<String>,
+    shadow: Option<String>,
+}
+
+impl Running {
+    fn of(activations: &[ActivationRecord], rule_id: &str) -> Self {
+        let mut running = Self::default();
+        for a in activations.iter().filter(|a| a.rule_id == rule_id) {
+            match Mode::parse(&a.mode) {
+                Some(Mode::Active) => running.active = Some(a.version.clone()),
+                Some(Mode::Shadow) => running.shadow = Some(a.version.clone()),
+                None => {}
+            }
+        }
+        running
+    }
+
+    fn from_pairs(pairs: &[(String, String)]) -> Self {
+        let mut running = Self::default();
+        for (version, mode) in pairs {
+            match Mode::parse(mode) {
+                Some(Mode::Active) => running.active = Some(version.clone()),
+                Some(Mode::Shadow) => running.shadow = Some(version.clone()),
+                None => {}
+            }
+        }
+        running
+    }
+
+    /// `active`, `shadow` or `inactive`.
+    fn status(&self, version: &str) -> &'static str {
+        if self.active.as_deref() == Some(version) {
+            "active"
+        } else if self.shadow.as_deref() == Some(version) {
+            "shadow"
+        } else {
+            "inactive"
+        }
+    }
+
+    /// The rule's mode as a whole: `active` when a version counts.
+    fn mode(&self) -> &'static str {
+        match (&self.active, &self.shadow) {
+            (Some(_), _) => "active",
+            (None, Some(_)) => "shadow",
+            (None, None) => "inactive",
+        }
+    }
+
+    fn view(&self) -> Value {
+        json!({ "active": self.active, "shadow": self.shadow })
+    }
+}
+
 /// `GET /api/v1/rules`: the built-in rules and the tenant's own.
 async fn list(State(app): State<App>, auth: Auth) -> Result<Json<Value>, ApiError> {
     auth.require("rules:read")?;
@@ -472,12 +530,13 @@ async fn list(State(app): State<App>, auth: Auth) -> Result<Json<Value>, ApiErro
     let mut ids: Vec<&str> = versions.iter().map(|v| v.rule_id.as_str()).collect();
     ids.dedup();
     for id in ids {
-        let active = activations.iter().find(|a| a.rule_id == id);
+        let running = Running::of(&activations, id);
         data.push(json!({
             "rule_id": id,
             "source": "tenant",
-            "active_version": active.map(|a| a.version.clone()),
-            "mode": active.map_or("inactive", |a| a.mode.as_str()),
+            "active_version": running.active,
+            "shadow_version": running.shadow,
+            "mode": running.mode(),
             "versions": versions.iter().filter(|v| v.rule_id == id).map(|v| v.version.clone()).collect::<Vec<_>>(),
         }));
     }
@@ -498,15 +557,12 @@ async fn versions(
         return Err(ApiError::NotFound("rule"));
     }
     let activations = app.store.activations(auth.tenant_id()).await?;
-    let status = |v: &RuleVersionRecord| {
-        activations
-            .iter()
-            .find(|a| a.rule_id == v.rule_id && a.version == v.version)
-            .map_or("inactive".to_owned(), |a| a.mode.clone())
-    };
+    let running = Running::of(&activations, &rule_id);
     Ok(Json(json!({
         "rule_id": rule_id,
-        "data": versions.iter().map(|v| stored_view(v, &status(v))).collect::<Vec<_>>(),
+        "active_version": running.active,
+        "shadow_version": running.shadow,
+        "data": versions.iter().map(|v| stored_view(v, running.status(&v.version))).collect::<Vec<_>>(),
     })))
 }
 
@@ -522,14 +578,11 @@ async fn version(
         .await?
         .ok_or(ApiError::NotFound("rule version"))?;
     let activations = app.store.activations(auth.tenant_id()).await?;
-    let status = activations
-        .iter()
-        .find(|a| a.rule_id == v.rule_id && a.version == v.version)
-        .map_or("inactive".to_owned(), |a| a.mode.clone());
+    let status = Running::of(&activations, &rule_id).status(&v.version);
     let rule = registry::load_rule(&app, auth.tenant_id(), &v.digest)
         .await
         .map_err(|e| ApiError::Internal(e.into()))?;
-    Ok(Json(version_view(&v, &rule, Some(&status))))
+    Ok(Json(version_view(&v, &rule, Some(status))))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -583,7 +636,7 @@ async fn activate(
         subject: format!("{rule_id}@{version}"),
         details: json!({ "mode": mode.as_str(), "digest": v.digest }),
     };
-    let previous = app
+    let change = app
         .store
         .activate_rule(tenant_id, &rule_id, &version, mode.as_str(), now, &event)
         .await?;
@@ -595,7 +648,11 @@ async fn activate(
         "mode": mode.as_str(),
         "status": mode.as_str(),
         "activated_at": rfc3339_ms(now),
-        "previous": previous.map(|(version, mode)| json!({ "version": version, "mode": mode })),
+        // The version that held this mode until now (it no longer runs).
+        "previous": change.replaced.map(|version| json!({ "version": version, "mode": mode.as_str() })),
+        // The mode this version held until now (e.g. promoted from shadow).
+        "moved_from": change.moved_from,
+        "running": Running::from_pairs(&change.running).view(),
     })))
 }
 
@@ -605,40 +662,49 @@ async fn deactivate_version(
     Path((rule_id, version)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     auth.require("rules:write")?;
-    let running = app
-        .store
-        .activations(auth.tenant_id())
+    app.store
+        .rule_version(auth.tenant_id(), &rule_id, &version)
         .await?
-        .into_iter()
-        .find(|a| a.rule_id == rule_id);
-    match running {
-        Some(a) if a.version == version => do_deactivate(&app, &auth, &rule_id).await,
-        Some(a) => Err(ApiError::InvalidTransition(format!(
-            "{rule_id}@{version} is not running; version {} is ({})",
-            a.version, a.mode
-        ))),
+        .ok_or(ApiError::NotFound("rule version"))?;
+    match do_deactivate(&app, &auth, &rule_id, Some(&version)).await? {
+        Some(answer) => Ok(answer),
         None => {
-            app.store
-                .rule_version(auth.tenant_id(), &rule_id, &version)
-                .await?
-                .ok_or(ApiError::NotFound("rule version"))?;
-            Err(ApiError::InvalidTransition(format!(
-                "{rule_id} is not active"
-            )))
+            let activations = app.store.activations(auth.tenant_id()).await?;
+            let running = Running::of(&activations, &rule_id);
+            Err(ApiError::InvalidTransition(
+                match (running.active, running.shadow) {
+                    (None, None) => format!("{rule_id} is not running"),
+                    (a, s) => format!(
+                        "{rule_id}@{version} is not running; active: {}, shadow: {}",
+                        a.as_deref().unwrap_or("none"),
+                        s.as_deref().unwrap_or("none")
+                    ),
+                },
+            ))
         }
     }
 }
 
+/// Stops every running version of the rule.
 async fn deactivate(
     State(app): State<App>,
     auth: Auth,
     Path(rule_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     auth.require("rules:write")?;
-    do_deactivate(&app, &auth, &rule_id).await
+    do_deactivate(&app, &auth, &rule_id, None)
+        .await?
+        .ok_or(ApiError::NotFound("active rule"))
 }
 
-async fn do_deactivate(app: &App, auth: &Auth, rule_id: &str) -> Result<Json<Value>, ApiError> {
+/// Stops `version` of the rule (every version when `None`); `None` when
+/// nothing matching was running.
+async fn do_deactivate(
+    app: &App,
+    auth: &Auth,
+    rule_id: &str,
+    version: Option<&str>,
+) -> Result<Option<Json<Value>>, ApiError> {
     let now = now_ms();
     let event = AuditEvent {
         actor: auth.record.key.id.clone(),
@@ -646,19 +712,20 @@ async fn do_deactivate(app: &App, auth: &Auth, rule_id: &str) -> Result<Json<Val
         subject: rule_id.to_owned(),
         details: json!({}),
     };
-    let Some((version, mode)) = app
+    let stopped = app
         .store
-        .deactivate_rule(auth.tenant_id(), rule_id, now, &event)
-        .await?
-    else {
-        return Err(ApiError::NotFound("active rule"));
+        .deactivate_rule(auth.tenant_id(), rule_id, version, now, &event)
+        .await?;
+    let Some((first_version, first_mode)) = stopped.first().cloned() else {
+        return Ok(None);
     };
     app.auth_cache.forget_tenant(auth.tenant_id());
-    Ok(Json(json!({
+    Ok(Some(Json(json!({
         "rule_id": rule_id,
-        "version": version,
-        "previous_mode": mode,
+        "version": first_version,
+        "previous_mode": first_mode,
         "status": "inactive",
+        "stopped": stopped.iter().map(|(v, m)| json!({"version": v, "mode": m})).collect::<Vec<_>>(),
         "deactivated_at": rfc3339_ms(now),
-    })))
+    }))))
 }

@@ -18,9 +18,10 @@ use super::{ApiError, Body, assess::prefetch_context, auth::Auth, parse_json};
 use crate::{
     app::App,
     domain::{ids, now_ms, parse_rfc3339_ms},
-    pipeline::{Mode, Pipeline, Step, payout},
+    pipeline::{Pipeline, payout},
     registry,
     replay::{self, Candidate},
+    store::Tenant,
 };
 
 pub fn router() -> Router<App> {
@@ -44,50 +45,38 @@ struct OverridesProbe {
     rule_overrides: Vec<RuleOverride>,
 }
 
-/// The tenant's uploaded `rule_id@version`, loaded, as a candidate.
+/// The tenant's uploaded `rule_id@version` as it would run if activated
+/// now: its own default params with the tenant's accepted overrides, the
+/// tenant's weights and `on_error` for that rule.
 async fn candidate(
     app: &App,
-    tenant_id: &str,
+    tenant: &Tenant,
     rule_id: &str,
     version: &str,
 ) -> Result<Option<Candidate>, ApiError> {
-    let Some(v) = app.store.rule_version(tenant_id, rule_id, version).await? else {
+    let internal = |e: registry::RegistryError| ApiError::Internal(e.into());
+    let Some(runnable) = registry::candidate(app, &tenant.id, rule_id, version)
+        .await
+        .map_err(internal)?
+    else {
         return Ok(None);
     };
-    let rule = registry::load_rule(app, tenant_id, &v.digest)
-        .await
-        .map_err(|e| ApiError::Internal(e.into()))?;
-    Ok(Some(Candidate {
-        rule_id: rule_id.to_owned(),
-        rule,
-        mode: Mode::Active,
-    }))
+    let config = registry::step_config(&tenant.settings, rule_id).map_err(internal)?;
+    Ok(Some(Candidate::new(&runnable, &config)))
 }
 
-/// `pipeline` with each candidate in place of its rule (same params,
-/// weights and policy; active), or appended when the pipeline lacks it.
+/// `pipeline` with each candidate in place of its rule's steps (active and
+/// shadow), or appended when the pipeline does not run the rule.
 fn with_candidates(pipeline: &Pipeline, candidates: &[Candidate]) -> Pipeline {
     let mut p = pipeline.clone();
     for c in candidates {
-        match p.steps.iter_mut().find(|s| s.rule.metadata.id == c.rule_id) {
-            Some(step) => {
-                let old = step.params.as_object().cloned().unwrap_or_default();
-                *step = Step::new(
-                    Arc::clone(&c.rule),
-                    &old,
-                    (*step.weights).clone(),
-                    step.on_error,
-                    Mode::Active,
-                );
-            }
-            None => p.steps.push(Step::new(
-                Arc::clone(&c.rule),
-                &serde_json::Map::new(),
-                Default::default(),
-                Default::default(),
-                Mode::Active,
-            )),
-        }
+        let at = p
+            .steps
+            .iter()
+            .position(|s| s.rule.metadata.id == c.rule_id)
+            .unwrap_or(p.steps.len());
+        p.steps.retain(|s| s.rule.metadata.id != c.rule_id);
+        p.steps.insert(at.min(p.steps.len()), c.step.fresh());
     }
     p
 }
@@ -106,7 +95,7 @@ async fn simulate_payout(
         .map_err(|e| ApiError::validation("rule_overrides", e.to_string()))?;
     let mut candidates = Vec::new();
     for (i, o) in probe.rule_overrides.iter().enumerate() {
-        let c = candidate(&app, &tenant_id, &o.rule_id, &o.version)
+        let c = candidate(&app, &auth.record.tenant, &o.rule_id, &o.version)
             .await?
             .ok_or_else(|| {
                 ApiError::validation(
@@ -186,7 +175,7 @@ async fn backtest(
             .ok_or_else(|| ApiError::validation("since", "must be an RFC 3339 time"))?,
     };
     let tenant_id = auth.tenant_id();
-    let candidate = candidate(&app, tenant_id, &rule_id, &version)
+    let candidate = candidate(&app, &auth.record.tenant, &rule_id, &version)
         .await?
         .ok_or(ApiError::NotFound("rule version"))?;
     let started = std::time::Instant::now();
@@ -198,7 +187,9 @@ async fn backtest(
     Ok(Json(json!({
         "rule_id": rule_id,
         "version": version,
-        "digest": candidate.rule.digest,
+        "digest": candidate.step.rule.digest,
+        "params": candidate.step.params,
+        "ignored_param_overrides": candidate.step.ignored_overrides,
         "since": req.since,
         "limit": limit,
         "evaluated": report.evaluated,

@@ -185,6 +185,51 @@ pub fn check_params(schema: &serde_json::Value, params: &serde_json::Value) -> R
     }
 }
 
+/// The params a rule version runs with: its `defaults`, with each of the
+/// tenant's `overrides` (top-level keys, in order) that its `schema`
+/// accepts. Returns them with the keys left out. A version whose params
+/// changed shape thus runs with its own defaults where the tenant's
+/// settings no longer fit it, rather than with input it would refuse.
+pub fn accepted_params(
+    defaults: &serde_json::Map<String, serde_json::Value>,
+    overrides: &serde_json::Map<String, serde_json::Value>,
+    schema: Option<&serde_json::Value>,
+) -> (serde_json::Map<String, serde_json::Value>, Vec<String>) {
+    use serde_json::Value;
+    let mut all = defaults.clone();
+    all.extend(overrides.clone());
+    // Schemas were compiled at upload; one that no longer compiles (a
+    // library change) checks nothing rather than dropping every override.
+    let Some(validator) = schema.and_then(|s| jsonschema::validator_for(s).ok()) else {
+        return (all, Vec::new());
+    };
+    let all = Value::Object(all);
+    if validator.is_valid(&all) {
+        return (object(all), Vec::new());
+    }
+    // Runs when the pipeline is built, not per assessment.
+    let mut params = defaults.clone();
+    let mut ignored = Vec::new();
+    for (key, value) in overrides {
+        let mut tried = params.clone();
+        tried.insert(key.clone(), value.clone());
+        let tried = Value::Object(tried);
+        if validator.is_valid(&tried) {
+            params = object(tried);
+        } else {
+            ignored.push(key.clone());
+        }
+    }
+    (params, ignored)
+}
+
+fn object(v: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
+    match v {
+        serde_json::Value::Object(m) => m,
+        _ => serde_json::Map::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,6 +246,28 @@ mod tests {
             assert!(verify(&key, &sha256(module), &sig));
             assert!(!verify(&key, &sha256(b"tampered"), &sig));
         }
+    }
+
+    #[test]
+    fn overrides_the_schema_refuses_are_left_out() {
+        let map = |v: serde_json::Value| object(v);
+        let schema = serde_json::json!({
+            "type": "object",
+            "properties": {"weight": {"type": "integer", "maximum": 100}, "min": {"type": "integer"}},
+            "additionalProperties": false
+        });
+        let defaults = map(serde_json::json!({"weight": 40, "min": 1}));
+        let overrides = map(serde_json::json!({"min": 5, "legacy": true, "weight": 500}));
+        let (params, ignored) = accepted_params(&defaults, &overrides, Some(&schema));
+        assert_eq!(
+            serde_json::Value::Object(params),
+            serde_json::json!({"weight": 40, "min": 5})
+        );
+        assert_eq!(ignored, vec!["legacy".to_owned(), "weight".to_owned()]);
+        // Without a schema every override applies.
+        let (params, ignored) = accepted_params(&defaults, &overrides, None);
+        assert_eq!(params.len(), 3);
+        assert!(ignored.is_empty());
     }
 
     #[test]

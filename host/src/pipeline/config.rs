@@ -5,7 +5,7 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 use serde::{Deserialize, Serialize};
 
 use super::{Decision, Mode, Pipeline, Step};
-use crate::runtime::LoadedRule;
+use crate::{domain::signing::accepted_params, runtime::LoadedRule};
 
 /// What a rule that does not complete means for the decision.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -110,6 +110,49 @@ impl Default for PipelineConfig {
     }
 }
 
+/// A loaded version of a rule and how it runs: what steps are compiled
+/// from. A tenant rule may run one version active and another in shadow.
+#[derive(Debug, Clone)]
+pub struct Runnable {
+    pub rule: Arc<LoadedRule>,
+    pub mode: Mode,
+    /// The version's `params_schema` (tenant rules may declare one).
+    pub params_schema: Option<Arc<serde_json::Value>>,
+}
+
+impl Runnable {
+    /// A version without a params schema that counts (built-in rules).
+    pub fn active(rule: &Arc<LoadedRule>) -> Self {
+        Self {
+            rule: Arc::clone(rule),
+            mode: Mode::Active,
+            params_schema: None,
+        }
+    }
+
+    /// The step this version runs as under the tenant's `config`: its own
+    /// default params with those of the tenant's overrides its params
+    /// schema accepts, the tenant's weights and `on_error`. Live assess,
+    /// simulation and backtest all build a version's step here, so they
+    /// judge it with the same params.
+    pub fn step(&self, config: &StepConfig) -> Step {
+        let (params, ignored) = accepted_params(
+            &self.rule.metadata.default_params,
+            &config.params,
+            self.params_schema.as_deref(),
+        );
+        let mut step = Step::with_params(
+            Arc::clone(&self.rule),
+            params,
+            config.weights.clone(),
+            config.on_error,
+            self.mode,
+        );
+        step.ignored_overrides = ignored;
+        step
+    }
+}
+
 /// Why a configuration cannot be compiled.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ConfigError {
@@ -128,26 +171,23 @@ impl PipelineConfig {
         }
     }
 
-    /// Resolves rule ids with `lookup` (the loaded rule and how it runs)
-    /// and serializes effective params once.
-    pub fn compile(
+    /// Resolves rule ids with `lookup` (the versions of the rule that run,
+    /// and how) and serializes effective params once. A rule with an active
+    /// and a shadow version becomes two steps.
+    pub fn compile<I: IntoIterator<Item = Runnable>>(
         &self,
-        lookup: impl Fn(&str) -> Option<(Arc<LoadedRule>, Mode)>,
+        lookup: impl Fn(&str) -> I,
     ) -> Result<Pipeline, ConfigError> {
         if !self.thresholds.is_ordered() {
             return Err(ConfigError::Thresholds);
         }
         let mut steps = Vec::new();
         for s in self.rules.iter().filter(|s| s.enabled) {
-            let (rule, mode) =
-                lookup(&s.rule_id).ok_or_else(|| ConfigError::UnknownRule(s.rule_id.clone()))?;
-            steps.push(Step::new(
-                rule,
-                &s.params,
-                s.weights.clone(),
-                s.on_error,
-                mode,
-            ));
+            let before = steps.len();
+            steps.extend(lookup(&s.rule_id).into_iter().map(|r| r.step(s)));
+            if steps.len() == before {
+                return Err(ConfigError::UnknownRule(s.rule_id.clone()));
+            }
         }
         Ok(Pipeline {
             steps,

@@ -13,7 +13,7 @@ use std::{sync::Arc, time::Instant};
 use serde::Serialize;
 
 use crate::runtime::{self, ContextSnapshot, LoadedRule, Outcome, Runtime, Transaction};
-pub use config::{OnError, PipelineConfig, StepConfig, Thresholds};
+pub use config::{OnError, PipelineConfig, Runnable, StepConfig, Thresholds};
 
 /// A warning about the input, returned in `field_warnings`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -139,6 +139,9 @@ pub struct Step {
     pub weights: Arc<std::collections::BTreeMap<String, u32>>,
     pub on_error: OnError,
     pub mode: Mode,
+    /// The tenant's param overrides this version's schema refused (left
+    /// out of `params`).
+    pub ignored_overrides: Vec<String>,
     /// Quarantine state of this step on this node.
     pub breaker: Arc<breaker::Breaker>,
 }
@@ -155,6 +158,26 @@ impl Step {
     ) -> Self {
         let mut params = rule.metadata.default_params.clone();
         params.extend(overrides.clone());
+        Self::with_params(rule, params, weights, on_error, mode)
+    }
+
+    /// The same step with a breaker of its own: replay, backtest and
+    /// simulation always run the rule, whatever live traffic did to it.
+    pub fn fresh(&self) -> Self {
+        Self {
+            breaker: Arc::default(),
+            ..self.clone()
+        }
+    }
+
+    /// A step running `rule` with exactly `params` (serialized once, here).
+    pub fn with_params(
+        rule: Arc<LoadedRule>,
+        params: serde_json::Map<String, serde_json::Value>,
+        weights: std::collections::BTreeMap<String, u32>,
+        on_error: OnError,
+        mode: Mode,
+    ) -> Self {
         let params = serde_json::Value::Object(params);
         Self {
             params_json: params.to_string(),
@@ -163,6 +186,7 @@ impl Step {
             weights: Arc::new(weights),
             on_error,
             mode,
+            ignored_overrides: Vec::new(),
             breaker: Arc::default(),
         }
     }
@@ -191,6 +215,11 @@ impl Pipeline {
 
     /// Like [`Pipeline::run`], with what is left of the deadline after
     /// admission.
+    ///
+    /// Active steps run first, in order, and decide; the deadline counts
+    /// only them. Shadow steps run afterwards, each under the usual per-rule
+    /// budgets and breaker: whatever a shadow version does (errors, fuel,
+    /// time) is recorded and never changes the decision or the deadline.
     pub fn run_within(
         &self,
         runtime: &Runtime,
@@ -204,103 +233,29 @@ impl Pipeline {
         let mut blocked_by = None;
         let mut floor = Decision::Approve;
         let mut rules = Vec::with_capacity(self.steps.len());
-        for step in &self.steps {
+        for step in self.steps.iter().filter(|s| s.mode == Mode::Active) {
             if start.elapsed() > deadline {
                 return Err(DeadlineExceeded);
             }
+            let (mut record, outcome) = step.run(runtime, tx, context);
             let meta = &step.rule.metadata;
-            let run = match step.breaker.open_reason() {
-                Some(reason) => runtime::RuleRun {
-                    outcome: Outcome::Errored(reason),
-                    fuel_used: 0,
-                    duration: std::time::Duration::ZERO,
-                    peak_memory: 0,
-                },
-                None => {
-                    let run = runtime.evaluate(&step.rule, tx, &step.params_json, context);
-                    step.breaker.record(match &run.outcome {
-                        Outcome::Errored(reason) => Some(reason.as_str()),
-                        _ => None,
-                    });
-                    run
-                }
-            };
-            let span = tracing::debug_span!(
-                "rule",
-                rule_id = %meta.id,
-                rule_version = %meta.version,
-                fuel = run.fuel_used,
-                duration_us = run.duration.as_micros() as u64,
-            );
-            let _entered = span.enter();
-            let mut record = RuleRecord {
-                rule_id: meta.id.clone(),
-                rule_version: meta.version.clone(),
-                digest: step.rule.digest.clone(),
-                mode: step.mode,
-                outcome: "ok".to_owned(),
-                reason: None,
-                signals: Vec::new(),
-                signal_details: Vec::new(),
-                fuel_used: run.fuel_used,
-                duration_us: u64::try_from(run.duration.as_micros()).unwrap_or(u64::MAX),
-                peak_memory_bytes: run.peak_memory as u64,
-                params: Arc::clone(&step.params),
-                weights: Arc::clone(&step.weights),
-                on_error: step.on_error,
-            };
-            let shadow = step.mode == Mode::Shadow;
-            let outcome_label = match &run.outcome {
-                Outcome::Ok(_) => "ok",
-                Outcome::RuleError(_) => "rule_error",
-                Outcome::Errored(_) => "errored",
-            };
-            metrics::counter!("aduana_rule_runs_total", "outcome" => outcome_label, "mode" => step.mode.as_str()).increment(1);
-            metrics::histogram!("aduana_rule_duration_seconds").record(run.duration.as_secs_f64());
-            metrics::counter!("aduana_rule_fuel_total").increment(run.fuel_used);
-            let outcome_name = match &run.outcome {
-                Outcome::Ok(_) => "ok",
-                Outcome::RuleError(_) => "rule_error",
-                Outcome::Errored(_) => "errored",
-            };
-            match run.outcome {
+            match outcome {
                 Outcome::Ok(evaluation) => {
                     for s in evaluation.signals {
-                        let weight = step.weights.get(&s.code).copied().unwrap_or(s.weight);
-                        let detail = SignalDetail {
-                            code: s.code,
-                            weight,
-                            description: s.description,
-                            rule_id: meta.id.clone(),
-                            rule_version: meta.version.clone(),
-                        };
-                        record.signals.push(detail.code.clone());
-                        record.signal_details.push(detail.clone());
-                        if shadow {
-                            continue;
-                        }
                         if blocked_by.is_none() {
                             blocked_by = s.hard_block.clone();
                         }
-                        signals.push(detail);
+                        let detail = step.signal(s.code, s.weight, s.description);
+                        record.signal_details.push(detail);
                     }
-                    if shadow {
-                        rules.push(record);
-                        continue;
-                    }
+                    signals.extend(record.signal_details.iter().cloned());
                     field_warnings.extend(evaluation.warnings.into_iter().map(|w| FieldWarning {
                         field: w.field,
                         message: w.message,
                     }));
                 }
                 Outcome::RuleError(reason) | Outcome::Errored(reason) => {
-                    tracing::warn!(reason = %reason, shadow, "rule did not complete");
-                    record.outcome = outcome_name.to_owned();
-                    if shadow {
-                        record.reason = Some(reason);
-                        rules.push(record);
-                        continue;
-                    }
+                    tracing::warn!(reason = %reason, rule_id = %meta.id, "rule did not complete");
                     let action = match step.on_error {
                         OnError::Ignore => "ignored",
                         OnError::Review => {
@@ -337,6 +292,24 @@ impl Pipeline {
             let score = sum.min(100);
             (self.thresholds.decide(score).max(floor), score)
         };
+        // Decided: shadow versions only add to the record.
+        for step in self.steps.iter().filter(|s| s.mode == Mode::Shadow) {
+            let (mut record, outcome) = step.run(runtime, tx, context);
+            match outcome {
+                Outcome::Ok(evaluation) => {
+                    record.signal_details = evaluation
+                        .signals
+                        .into_iter()
+                        .map(|s| step.signal(s.code, s.weight, s.description))
+                        .collect();
+                }
+                Outcome::RuleError(reason) | Outcome::Errored(reason) => {
+                    tracing::debug!(reason = %reason, rule_id = %step.rule.metadata.id, "shadow rule did not complete");
+                    record.reason = Some(reason);
+                }
+            }
+            rules.push(record);
+        }
         Ok(Verdict {
             decision,
             risk_score,
@@ -345,6 +318,85 @@ impl Pipeline {
             field_warnings,
             rules,
         })
+    }
+}
+
+impl Step {
+    /// Evaluates the step (unless its breaker is open) and starts its
+    /// record: outcome label, signal codes, fuel, time and memory.
+    fn run(
+        &self,
+        runtime: &Runtime,
+        tx: &Transaction,
+        context: &Arc<ContextSnapshot>,
+    ) -> (RuleRecord, Outcome) {
+        let meta = &self.rule.metadata;
+        let run = match self.breaker.open_reason() {
+            Some(reason) => runtime::RuleRun {
+                outcome: Outcome::Errored(reason),
+                fuel_used: 0,
+                duration: std::time::Duration::ZERO,
+                peak_memory: 0,
+            },
+            None => {
+                let run = runtime.evaluate(&self.rule, tx, &self.params_json, context);
+                self.breaker.record(match &run.outcome {
+                    Outcome::Errored(reason) => Some(reason.as_str()),
+                    _ => None,
+                });
+                run
+            }
+        };
+        let _entered = tracing::debug_span!(
+            "rule",
+            rule_id = %meta.id,
+            rule_version = %meta.version,
+            mode = self.mode.as_str(),
+            fuel = run.fuel_used,
+            duration_us = run.duration.as_micros() as u64,
+        )
+        .entered();
+        let outcome = match &run.outcome {
+            Outcome::Ok(_) => "ok",
+            Outcome::RuleError(_) => "rule_error",
+            Outcome::Errored(_) => "errored",
+        };
+        metrics::counter!("aduana_rule_runs_total", "outcome" => outcome, "mode" => self.mode.as_str()).increment(1);
+        metrics::histogram!("aduana_rule_duration_seconds").record(run.duration.as_secs_f64());
+        metrics::counter!("aduana_rule_fuel_total").increment(run.fuel_used);
+        let signals = match &run.outcome {
+            Outcome::Ok(e) => e.signals.iter().map(|s| s.code.clone()).collect(),
+            _ => Vec::new(),
+        };
+        let record = RuleRecord {
+            rule_id: meta.id.clone(),
+            rule_version: meta.version.clone(),
+            digest: self.rule.digest.clone(),
+            mode: self.mode,
+            outcome: outcome.to_owned(),
+            reason: None,
+            signals,
+            signal_details: Vec::new(),
+            fuel_used: run.fuel_used,
+            duration_us: u64::try_from(run.duration.as_micros()).unwrap_or(u64::MAX),
+            peak_memory_bytes: run.peak_memory as u64,
+            params: Arc::clone(&self.params),
+            weights: Arc::clone(&self.weights),
+            on_error: self.on_error,
+        };
+        (record, run.outcome)
+    }
+
+    /// A signal this step fired, with the tenant's weight for it.
+    fn signal(&self, code: String, weight: u32, description: String) -> SignalDetail {
+        let meta = &self.rule.metadata;
+        SignalDetail {
+            weight: self.weights.get(&code).copied().unwrap_or(weight),
+            code,
+            description,
+            rule_id: meta.id.clone(),
+            rule_version: meta.version.clone(),
+        }
     }
 }
 

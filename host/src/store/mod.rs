@@ -26,7 +26,7 @@ pub use assessments::{
 pub use audit::{AuditBreak, AuditEntry, AuditEvent};
 pub use blocklists::{BlocklistEntry, BlocklistFilter, BlocklistPatch, NewBlocklistEntry};
 pub use keys::{ApiKeyRecord, AuthRecord, NewApiKey};
-pub use rules::{ActivationRecord, RuleVersionRecord, SigningKeyRecord};
+pub use rules::{ActivationChange, ActivationRecord, RuleVersionRecord, SigningKeyRecord};
 pub use tenants::Tenant;
 
 /// How often the SQLite WAL is checkpointed off the write path.

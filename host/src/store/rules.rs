@@ -46,8 +46,20 @@ pub struct ActivationRecord {
     /// `active` or `shadow`.
     pub mode: String,
     pub digest: String,
+    /// The version's manifest JSON text.
+    pub manifest: String,
     pub activated_by: String,
     pub activated_at: i64,
+}
+
+/// What an activation changed: the version it retired from the mode, the
+/// mode the activated version left, and every (version, mode) of the rule
+/// that runs afterwards (active first).
+#[derive(Debug, Clone)]
+pub struct ActivationChange {
+    pub replaced: Option<String>,
+    pub moved_from: Option<String>,
+    pub running: Vec<(String, String)>,
 }
 
 fn signing_key_from_row(r: &AnyRow) -> Result<SigningKeyRecord, StoreError> {
@@ -86,6 +98,7 @@ fn activation_from_row(r: &AnyRow) -> Result<ActivationRecord, StoreError> {
         version: r.try_get("version")?,
         mode: r.try_get("mode")?,
         digest: r.try_get("digest")?,
+        manifest: r.try_get("manifest")?,
         activated_by: r.try_get("activated_by")?,
         activated_at: r.try_get("activated_at")?,
     })
@@ -256,13 +269,14 @@ impl Store {
         Ok(row.map(|r| r.try_get("module")).transpose()?)
     }
 
-    /// The tenant's running rules with their digests.
+    /// The tenant's running rule versions with their digests (a rule may
+    /// have one active and one shadow version).
     pub async fn activations(&self, tenant_id: &str) -> Result<Vec<ActivationRecord>, StoreError> {
         let rows = sqlx::query(
-            "SELECT a.rule_id, a.version, a.mode, v.digest, a.activated_by, a.activated_at \
-             FROM rule_activations a JOIN rule_versions v \
+            "SELECT a.rule_id, a.version, a.mode, v.digest, v.manifest, a.activated_by, \
+             a.activated_at FROM rule_activations a JOIN rule_versions v \
              ON v.tenant_id = a.tenant_id AND v.rule_id = a.rule_id AND v.version = a.version \
-             WHERE a.tenant_id = $1 ORDER BY a.activated_at, a.rule_id",
+             WHERE a.tenant_id = $1 ORDER BY a.activated_at, a.rule_id, a.mode",
         )
         .bind(tenant_id)
         .fetch_all(&self.pool)
@@ -301,9 +315,11 @@ impl Store {
             .collect()
     }
 
-    /// Makes `version` the running version of its rule (replacing any
-    /// other), bumps the tenant's revision and audits, in one transaction.
-    /// Returns the activation it replaced.
+    /// Runs `version` of its rule in `mode`, in one transaction with the
+    /// revision bump and the audit entry. A rule has at most one version
+    /// in each mode: the version that held `mode` is retired, and `version`
+    /// leaves the other mode if it held it (promoting a shadow version to
+    /// active retires the old active one atomically).
     pub async fn activate_rule(
         &self,
         tenant_id: &str,
@@ -312,16 +328,33 @@ impl Store {
         mode: &str,
         now: i64,
         event: &AuditEvent,
-    ) -> Result<Option<(String, String)>, StoreError> {
+    ) -> Result<ActivationChange, StoreError> {
         let mut tx = self.writer.begin().await?;
         bump_revision(&mut tx, tenant_id).await?;
-        let previous = running(&mut tx, tenant_id, rule_id).await?;
+        let before = running(&mut tx, tenant_id, rule_id).await?;
+        let replaced = before
+            .iter()
+            .find(|(v, m)| m == mode && v != version)
+            .map(|(v, _)| v.clone());
+        let moved_from = before
+            .iter()
+            .find(|(v, m)| v == version && m != mode)
+            .map(|(_, m)| m.clone());
+        // The version's other place (if any) and this mode's holder go;
+        // then the version takes the mode.
+        sqlx::query(
+            "DELETE FROM rule_activations WHERE tenant_id = $1 AND rule_id = $2 \
+             AND (version = $3 OR mode = $4)",
+        )
+        .bind(tenant_id)
+        .bind(rule_id)
+        .bind(version)
+        .bind(mode)
+        .execute(&mut *tx)
+        .await?;
         sqlx::query(
             "INSERT INTO rule_activations (tenant_id, rule_id, version, mode, activated_by, activated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6) \
-             ON CONFLICT (tenant_id, rule_id) DO UPDATE SET version = excluded.version, \
-             mode = excluded.mode, activated_by = excluded.activated_by, \
-             activated_at = excluded.activated_at",
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(tenant_id)
         .bind(rule_id)
@@ -331,38 +364,69 @@ impl Store {
         .bind(now)
         .execute(&mut *tx)
         .await?;
-        audit::append(&mut tx, tenant_id, now, event).await?;
+        let mut event = event.clone();
+        if let Some(obj) = event.details.as_object_mut() {
+            obj.insert("replaced".into(), replaced.clone().into());
+            obj.insert("moved_from".into(), moved_from.clone().into());
+        }
+        audit::append(&mut tx, tenant_id, now, &event).await?;
+        let after = running(&mut tx, tenant_id, rule_id).await?;
         tx.commit().await?;
-        Ok(previous)
+        Ok(ActivationChange {
+            replaced,
+            moved_from,
+            running: after,
+        })
     }
 
-    /// Stops a rule from running; the (version, mode) it ran, or `None` when
-    /// it was not running.
+    /// Stops a rule, or only its `version`, from running; the (version,
+    /// mode) pairs that stopped (empty when nothing matched).
     pub async fn deactivate_rule(
         &self,
         tenant_id: &str,
         rule_id: &str,
+        version: Option<&str>,
         now: i64,
         event: &AuditEvent,
-    ) -> Result<Option<(String, String)>, StoreError> {
+    ) -> Result<Vec<(String, String)>, StoreError> {
         let mut tx = self.writer.begin().await?;
+        let stopped: Vec<(String, String)> = running(&mut tx, tenant_id, rule_id)
+            .await?
+            .into_iter()
+            .filter(|(v, _)| version.is_none_or(|want| want == v))
+            .collect();
+        if stopped.is_empty() {
+            return Ok(stopped);
+        }
         bump_revision(&mut tx, tenant_id).await?;
-        let Some(previous) = running(&mut tx, tenant_id, rule_id).await? else {
-            return Ok(None);
-        };
-        sqlx::query("DELETE FROM rule_activations WHERE tenant_id = $1 AND rule_id = $2")
-            .bind(tenant_id)
-            .bind(rule_id)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "DELETE FROM rule_activations WHERE tenant_id = $1 AND rule_id = $2 \
+             AND ($3 = '' OR version = $3)",
+        )
+        .bind(tenant_id)
+        .bind(rule_id)
+        .bind(version.unwrap_or(""))
+        .execute(&mut *tx)
+        .await?;
         let mut event = event.clone();
         if let Some(obj) = event.details.as_object_mut() {
-            obj.insert("version".into(), previous.0.clone().into());
-            obj.insert("mode".into(), previous.1.clone().into());
+            // The first stopped pair keeps the fields earlier entries had.
+            if let Some((v, m)) = stopped.first() {
+                obj.insert("version".into(), v.clone().into());
+                obj.insert("mode".into(), m.clone().into());
+            }
+            obj.insert(
+                "stopped".into(),
+                stopped
+                    .iter()
+                    .map(|(v, m)| serde_json::json!({"version": v, "mode": m}))
+                    .collect::<Vec<_>>()
+                    .into(),
+            );
         }
         audit::append(&mut tx, tenant_id, now, &event).await?;
         tx.commit().await?;
-        Ok(Some(previous))
+        Ok(stopped)
     }
 
     /// Replaces the tenant's settings as a pipeline change: revision bump
@@ -391,25 +455,24 @@ impl Store {
     }
 }
 
-/// The (version, mode) of `rule_id` that runs for the tenant, read inside
-/// `tx`.
+/// The (version, mode) pairs of `rule_id` that run for the tenant (active
+/// first), read inside `tx`.
 async fn running(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     tenant_id: &str,
     rule_id: &str,
-) -> Result<Option<(String, String)>, StoreError> {
-    let row = sqlx::query(
-        "SELECT version, mode FROM rule_activations WHERE tenant_id = $1 AND rule_id = $2",
+) -> Result<Vec<(String, String)>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT version, mode FROM rule_activations WHERE tenant_id = $1 AND rule_id = $2 \
+         ORDER BY mode",
     )
     .bind(tenant_id)
     .bind(rule_id)
-    .fetch_optional(&mut **tx)
+    .fetch_all(&mut **tx)
     .await?;
-    Ok(row
-        .map(|r| -> Result<(String, String), sqlx::Error> {
-            Ok((r.try_get("version")?, r.try_get("mode")?))
-        })
-        .transpose()?)
+    rows.iter()
+        .map(|r| Ok((r.try_get("version")?, r.try_get("mode")?)))
+        .collect()
 }
 
 async fn bump_revision(
