@@ -56,9 +56,13 @@ impl App {
         runtime: Arc<Runtime>,
         extra: &[&[u8]],
     ) -> anyhow::Result<Self> {
-        let store = Store::connect(config.database_url.as_deref(), &config.data_dir)
-            .await
-            .context("connecting to the database")?;
+        let store = Store::connect_with(
+            config.database_url.as_deref(),
+            &config.data_dir,
+            config.sqlite_sync,
+        )
+        .await
+        .context("connecting to the database")?;
         store.migrate().await.context("running migrations")?;
         let modules = runtime
             .open_cache(&config.data_dir)

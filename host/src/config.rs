@@ -3,7 +3,7 @@ use std::{net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
 
 use rust_decimal::Decimal;
 
-use crate::{domain::money::default_max_major, runtime::RuntimeLimits};
+use crate::{domain::money::default_max_major, runtime::RuntimeLimits, store::SqliteSync};
 
 /// Default largest rule component accepted by upload.
 pub const DEFAULT_RULE_MAX_BYTES: usize = 1 << 20;
@@ -17,6 +17,9 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// `DATABASE_URL`: `postgres://…` for PostgreSQL; unset for SQLite.
     pub database_url: Option<String>,
+    /// `ADUANA_SQLITE_SYNCHRONOUS`: `full` (default: fsync every commit) or
+    /// `normal` (survives a process crash, not a power loss).
+    pub sqlite_sync: SqliteSync,
     /// Per-evaluation limits (`ADUANA_RULE_FUEL`, `ADUANA_RULE_DEADLINE_MS`,
     /// `ADUANA_RULE_MEMORY_MB`).
     pub limits: RuntimeLimits,
@@ -66,6 +69,7 @@ impl Config {
             database_url: std::env::var("DATABASE_URL")
                 .ok()
                 .filter(|u| !u.trim().is_empty()),
+            sqlite_sync: var("ADUANA_SQLITE_SYNCHRONOUS", SqliteSync::Full)?,
             limits,
             assess_deadline: Duration::from_millis(var("ADUANA_ASSESS_DEADLINE_MS", 800)?),
             max_amount_major: var("ADUANA_MAX_AMOUNT_MAJOR", default_max_major())?,
@@ -87,6 +91,7 @@ impl Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             data_dir,
             database_url,
+            sqlite_sync: SqliteSync::Full,
             limits: RuntimeLimits::default(),
             assess_deadline: Duration::from_millis(800),
             max_amount_major: default_max_major(),

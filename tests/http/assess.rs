@@ -233,6 +233,12 @@ async fn catalog_and_health(db: Db) {
         .await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["rules_loaded"], 5);
+    // Durable by default: SQLite fsyncs every commit.
+    let durable = match t.db {
+        Db::Sqlite => "sqlite synchronous=FULL",
+        Db::Postgres => "postgresql",
+    };
+    assert_eq!(v["durability"], durable, "{v}");
     let (s, v, _) = t
         .request(reqwest::Method::GET, "/api/v1/nope", None, None)
         .await;
@@ -362,3 +368,29 @@ crate::both_backends!(
     catalog_and_health,
     tenant_pipeline_settings,
 );
+
+/// `ADUANA_SQLITE_SYNCHRONOUS=normal` is an explicit operator choice; a
+/// value that is neither `full` nor `normal` stops the start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_normal_sync_is_an_explicit_choice() {
+    let t = TestApp::start_configured(Db::Sqlite, &[], |c| {
+        c.sqlite_sync = aduana_host::store::SqliteSync::Normal;
+    })
+    .await;
+    let (s, v, _) = t
+        .request(reqwest::Method::GET, "/api/v1/health/ready", None, None)
+        .await;
+    assert_eq!(
+        (s.as_u16(), &v["durability"]),
+        (200, &json!("sqlite synchronous=NORMAL"))
+    );
+    let out = crate::common::cli(&t)
+        .args(["serve"])
+        .env("ADUANA_SQLITE_SYNCHRONOUS", "sometimes")
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("ADUANA_SQLITE_SYNCHRONOUS"), "{err}");
+}

@@ -138,14 +138,44 @@ async fn key_management(db: Db) {
     );
     let (s, _) = t.assess(&new_key, &clean_payload()).await;
     assert_eq!(s, 200, "B's delete must not affect A's key");
-    // Revocation takes effect within a second.
+    // Revocation: at once on this node, within a second on another one
+    // (whose cache held the key when it was revoked).
+    let data_dir = tempfile::tempdir().unwrap();
+    let node_dir = match db {
+        Db::Sqlite => t.data_dir.clone(),
+        Db::Postgres => data_dir.path().to_owned(),
+    };
+    let (_node, other) = crate::common::spawn_node(&t, &node_dir).await;
+    let assess_other = || {
+        let req = t
+            .client
+            .post(format!("{other}/api/v1/assess/payout"))
+            .bearer_auth(&new_key)
+            .json(&clean_payload());
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(assess_other().await, 200);
+    let (s, _) = t.assess(&new_key, &clean_payload()).await;
+    assert_eq!(s, 200, "cached on this node too");
     let (s, _, _) = t.request(Method::DELETE, &path, Some(&a.key), None).await;
     assert_eq!(s, 200);
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let revoked = std::time::Instant::now();
     let (s, v) = t.assess(&new_key, &clean_payload()).await;
     assert_eq!(
         (s.as_u16(), v["error"]["code"].as_str()),
-        (401, Some("UNAUTHORIZED"))
+        (401, Some("UNAUTHORIZED")),
+        "the revoking node's next request"
+    );
+    while assess_other().await != 401 {
+        assert!(
+            revoked.elapsed() < std::time::Duration::from_millis(1500),
+            "the other node still accepts the revoked key"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    eprintln!(
+        "other node refused the revoked key after {:?}",
+        revoked.elapsed()
     );
     let (s, _, _) = t.request(Method::DELETE, &path, Some(&a.key), None).await;
     assert_eq!(s, 404, "revoking twice");

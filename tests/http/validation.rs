@@ -167,6 +167,63 @@ async fn amounts_are_exact(db: Db) {
         assert_eq!(v["amount"]["minor"], json!(minor), "{amount} {unit}");
         assert_eq!(v["amount"]["major"], major, "{amount} {unit}");
     }
+    // The amount's text, number or string, is digits with an optional
+    // decimal part: nothing a client could read differently.
+    let body = |amount: &str, unit: Option<&str>| {
+        let unit = unit.map_or(String::new(), |u| format!(r#""amount_unit": "{u}", "#));
+        format!(
+            r#"{{"amount": {amount}, {unit}"currency": "MXN", "beneficiary": {{"name": "Proveedor SA", "country": "MX"}}}}"#
+        )
+    };
+    let send = |text: String| {
+        let req = t
+            .client
+            .post(format!("{}/api/v1/assess/payout", t.base))
+            .bearer_auth(&a.key)
+            .header("content-type", "application/json")
+            .body(text);
+        async move {
+            let resp = req.send().await.unwrap();
+            (resp.status(), resp.json::<Value>().await.unwrap())
+        }
+    };
+    let before = t.count("assessments", &a).await;
+    for (amount, unit) in [
+        ("1e5", Some("major")),
+        ("1E+5", None),
+        (r#""1e5""#, Some("major")),
+        (r#"" 100""#, None),
+        (r#""12_3""#, None),
+        (r#""+5""#, Some("major")),
+        ("-0", None),
+        (r#""1,000.00""#, Some("major")),
+    ] {
+        let (s, v) = send(body(amount, unit)).await;
+        assert_eq!(s, 400, "{amount}: {v}");
+        assert_eq!(v["error"]["code"], "VALIDATION_ERROR", "{amount}: {v}");
+        assert_eq!(v["error"]["details"]["field"], "amount", "{amount}: {v}");
+    }
+    // The documented example without `amount_unit`: refused with the fix,
+    // never assessed as 1/100 of the money.
+    for amount in [r#""25000.00""#, "25000.00", r#""100.0""#] {
+        let (s, v) = send(body(amount, None)).await;
+        assert_eq!(s, 400, "{amount}: {v}");
+        let message = v["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("send minor units as an integer")
+                && message.contains("set amount_unit to `major`"),
+            "{message}"
+        );
+        let (s, v) = send(body(amount, Some("minor"))).await;
+        assert_eq!(s, 400, "{amount} explicit minor: {v}");
+    }
+    assert_eq!(t.count("assessments", &a).await, before);
+    let (s, v) = send(body(r#""25000.00""#, Some("major"))).await;
+    assert_eq!(
+        (s.as_u16(), &v["amount"]["minor"]),
+        (200, &json!(2_500_000)),
+        "{v}"
+    );
 }
 
 crate::both_backends!(rejects_bad_payout_requests, amounts_are_exact);

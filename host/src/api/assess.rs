@@ -306,8 +306,9 @@ async fn catalog(State(app): State<App>) -> Json<Value> {
         "amount": {
             "field": "amount",
             "types": ["number", "decimal string"],
+            "format": "digits with an optional decimal part, as a JSON number or string (2500000, \"25000.00\"); no exponent, sign, spaces or separators",
             "amount_unit": { "values": ["minor", "major"], "default": "minor" },
-            "minor": "non-negative integer in the currency's minor units",
+            "minor": "non-negative integer in the currency's minor units; any decimal point (even .00) is a 400 VALIDATION_ERROR: send minor units as an integer or set amount_unit to major",
             "major": "at most the currency's ISO 4217 exponent of decimals (MXN 2, CLP 0, KWD 3)",
             "max_major": app.config.max_amount_major.to_string(),
             "echo": "the response echoes the amount as {minor, major, currency}",

@@ -2,8 +2,9 @@
 //!
 //! Keys are looked up by their SHA-256 (an index lookup that never touches
 //! the secret) and the stored hash is compared in constant time. A verified
-//! key is cached for at most one second, so a revocation is honoured within
-//! a second on every node.
+//! key is cached for at most one second, so a revocation is honoured at once
+//! on the node that revoked it (its entry is dropped) and within a second on
+//! every other node.
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
@@ -54,6 +55,13 @@ impl AuthCache {
     pub fn forget_tenant(&self, tenant_id: &str) {
         let mut map = self.verified.lock().unwrap_or_else(|p| p.into_inner());
         map.retain(|_, (_, r)| r.tenant.id != tenant_id);
+    }
+
+    /// Drops the cached record of key `key_id`: a revocation applies to
+    /// this node's very next request (other nodes within the 1 s TTL).
+    pub fn forget_key(&self, key_id: &str) {
+        let mut map = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+        map.retain(|_, (_, r)| r.key.id != key_id);
     }
 
     fn should_touch(&self, key_id: &str) -> bool {

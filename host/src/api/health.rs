@@ -16,7 +16,7 @@ async fn health() -> Json<Value> {
 }
 
 async fn ready(State(app): State<App>) -> Result<Json<Value>, ApiError> {
-    app.store.ping().await.map_err(|e| {
+    let durability = app.store.durability().await.map_err(|e| {
         tracing::warn!(error = %e, "readiness: database unreachable");
         ApiError::NotReady
     })?;
@@ -33,6 +33,7 @@ async fn ready(State(app): State<App>) -> Result<Json<Value>, ApiError> {
     Ok(Json(json!({
         "status": "ready",
         "database": "ok",
+        "durability": durability,
         "rate_limit_store": { "kind": app.rate_limits.store_name(), "status": rate_limits },
         "rules_loaded": app.builtins.len(),
     })))

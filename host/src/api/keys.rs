@@ -195,5 +195,6 @@ async fn revoke(
     {
         return Err(ApiError::NotFound("key"));
     }
+    app.auth_cache.forget_key(&id);
     Ok(Json(json!({ "id": id, "revoked": true })))
 }

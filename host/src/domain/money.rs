@@ -41,11 +41,17 @@ pub enum AmountUnit {
 /// Why an amount was rejected (each maps to a `VALIDATION_ERROR` message).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AmountError {
-    #[error("amount must be a number or a decimal string")]
+    #[error(
+        "amount must be digits with an optional decimal part, as a JSON number or string \
+         (2500000, \"25000.00\"): no exponent, sign, spaces or separators"
+    )]
     NotANumber,
     #[error("amount must not be negative")]
     Negative,
-    #[error("minor amounts must be whole numbers")]
+    #[error(
+        "amount_unit is `minor` (the default), so amount must be a whole number of minor units: \
+         send minor units as an integer (2500000 for 25000.00 MXN) or set amount_unit to `major`"
+    )]
     FractionalMinor,
     #[error("amount has more decimals than {currency} allows ({exponent})")]
     TooManyDecimals { currency: String, exponent: u8 },
@@ -68,42 +74,52 @@ impl Money {
         currency: Currency,
         max_major: Decimal,
     ) -> Result<Self, AmountError> {
+        // The text itself, number or string: digits with an optional
+        // decimal part. Anything looser (exponents, signs, spaces, `_`
+        // separators) has been read differently by some client or library.
         let raw = raw_json.trim();
-        let text = if let Some(inner) = raw.strip_prefix('"') {
-            inner
-                .strip_suffix('"')
-                .ok_or(AmountError::NotANumber)?
-                .trim()
-        } else {
-            raw
+        let text = match raw.strip_prefix('"') {
+            Some(inner) => inner.strip_suffix('"').ok_or(AmountError::NotANumber)?,
+            None => raw,
         };
-        if text.is_empty() || text.starts_with('+') {
+        let (negative, digits) = match text.strip_prefix('-') {
+            Some(rest) => (true, rest),
+            None => (false, text),
+        };
+        let (whole, fraction) = match digits.split_once('.') {
+            Some((w, f)) => (w, Some(f)),
+            None => (digits, None),
+        };
+        let all_digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        if !all_digits(whole) || !fraction.is_none_or(all_digits) {
             return Err(AmountError::NotANumber);
         }
-        let value = if text.contains(['e', 'E']) {
-            Decimal::from_scientific(text)
-        } else {
-            Decimal::from_str_exact(text)
-        }
-        .map_err(|_| AmountError::NotANumber)?;
-        if value.is_sign_negative() && !value.is_zero() {
+        if negative {
             return Err(AmountError::Negative);
         }
-        let value = value.normalize();
+        // Even `.00`: a minor amount with a decimal point was almost
+        // certainly meant as major units.
+        if unit == AmountUnit::Minor && fraction.is_some() {
+            return Err(AmountError::FractionalMinor);
+        }
         let exponent = currency.exponent();
+        let too_many_decimals = || AmountError::TooManyDecimals {
+            currency: currency.code().to_owned(),
+            exponent,
+        };
+        // Past 28 digits `rust_decimal` gives up: on the fraction that is
+        // too many decimals, on the whole part too large an amount.
+        let value = Decimal::from_str_exact(digits)
+            .map_err(|_| match fraction {
+                Some(f) if f.len() > 20 => too_many_decimals(),
+                _ => AmountError::TooLarge,
+            })?
+            .normalize();
         let major = match unit {
-            AmountUnit::Minor => {
-                if value.scale() != 0 {
-                    return Err(AmountError::FractionalMinor);
-                }
-                value / Decimal::from(10u64.pow(u32::from(exponent)))
-            }
+            AmountUnit::Minor => value / Decimal::from(10u64.pow(u32::from(exponent))),
             AmountUnit::Major => {
                 if value.scale() > u32::from(exponent) {
-                    return Err(AmountError::TooManyDecimals {
-                        currency: currency.code().to_owned(),
-                        exponent,
-                    });
+                    return Err(too_many_decimals());
                 }
                 value
             }
@@ -150,6 +166,68 @@ mod tests {
         assert_eq!(m.map(|m| m.minor), Ok(10));
         let m = Money::parse("2500000", AmountUnit::Minor, mxn(), default_max_major());
         assert_eq!(m.map(|m| m.minor), Ok(2_500_000));
+    }
+
+    #[test]
+    fn only_plain_decimals() {
+        let max = default_max_major();
+        for text in [
+            "1e5",
+            "1E+5",
+            "\"1e5\"",
+            "\" 100\"",
+            "\"100 \"",
+            "\"12_3\"",
+            "+5",
+            "\"+5\"",
+            ".5",
+            "5.",
+            "\"0x10\"",
+            "\"1,000\"",
+            "\"\"",
+            "\"1.2.3\"",
+            "true",
+            "\"١٢\"",
+        ] {
+            for unit in [AmountUnit::Major, AmountUnit::Minor] {
+                assert_eq!(
+                    Money::parse(text, unit, mxn(), max).err(),
+                    Some(AmountError::NotANumber),
+                    "{text}"
+                );
+            }
+        }
+        // A decimal point in minor units, even `.00`, is refused.
+        for text in ["25000.00", "\"25000.00\"", "1.0"] {
+            assert_eq!(
+                Money::parse(text, AmountUnit::Minor, mxn(), max).err(),
+                Some(AmountError::FractionalMinor),
+                "{text}"
+            );
+        }
+        assert!(
+            AmountError::FractionalMinor
+                .to_string()
+                .contains("set amount_unit to `major`")
+        );
+        assert_eq!(
+            Money::parse("\"2500000\"", AmountUnit::Minor, mxn(), max).map(|m| m.minor),
+            Ok(2_500_000)
+        );
+        assert_eq!(
+            Money::parse("\"25000.00\"", AmountUnit::Major, mxn(), max).map(|m| m.minor),
+            Ok(2_500_000)
+        );
+        assert_eq!(
+            Money::parse(
+                "99999999999999999999999999999999",
+                AmountUnit::Minor,
+                mxn(),
+                max
+            )
+            .err(),
+            Some(AmountError::TooLarge)
+        );
     }
 
     #[test]

@@ -71,6 +71,39 @@ pub enum Backend {
     Postgres,
 }
 
+/// How SQLite syncs commits to disk (`PRAGMA synchronous`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SqliteSync {
+    /// `FULL`: every commit is fsynced before it is acknowledged, so an
+    /// acknowledged assessment survives power loss (the default).
+    #[default]
+    Full,
+    /// `NORMAL`: commits survive a process crash, but the last ones before
+    /// an OS crash or power loss can be lost. An operator's explicit choice.
+    Normal,
+}
+
+impl std::str::FromStr for SqliteSync {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "full" => Ok(Self::Full),
+            "normal" => Ok(Self::Normal),
+            other => Err(format!("`{other}` is not one of full, normal")),
+        }
+    }
+}
+
+impl SqliteSync {
+    fn pragma(self) -> &'static str {
+        match self {
+            Self::Full => "FULL",
+            Self::Normal => "NORMAL",
+        }
+    }
+}
+
 /// A connection to the database.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -86,8 +119,18 @@ pub struct Store {
 
 impl Store {
     /// Connects to `database_url`, or to `<data_dir>/aduana.db` when no URL is
-    /// given (created if missing).
+    /// given (created if missing), with SQLite's durable default.
     pub async fn connect(database_url: Option<&str>, data_dir: &Path) -> Result<Self, StoreError> {
+        Self::connect_with(database_url, data_dir, SqliteSync::default()).await
+    }
+
+    /// [`Store::connect`] with SQLite's sync mode chosen (ignored on
+    /// PostgreSQL, whose durability is the server's `synchronous_commit`).
+    pub async fn connect_with(
+        database_url: Option<&str>,
+        data_dir: &Path,
+        sync: SqliteSync,
+    ) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         let url = match database_url {
             Some(url) => url.to_owned(),
@@ -121,19 +164,24 @@ impl Store {
                 let opts = || {
                     AnyPoolOptions::new()
                         .acquire_timeout(Duration::from_secs(10))
-                        .after_connect(|conn, _| {
+                        .after_connect(move |conn, _| {
                             Box::pin(async move {
-                                // WAL + NORMAL survives a process crash (kill -9);
-                                // only power loss can drop the last commits.
-                                // Checkpoints run off the write path
-                                // (`spawn_checkpointer`); the high automatic
-                                // threshold only bounds the WAL should that
-                                // task fall behind or not run (CLI).
+                                // WAL + FULL fsyncs the WAL at every commit
+                                // (one per group commit), so an acknowledged
+                                // write survives power loss; NORMAL only a
+                                // process crash. Checkpoints run off the write
+                                // path (`spawn_checkpointer`); the high
+                                // automatic threshold only bounds the WAL
+                                // should that task fall behind or not run (CLI).
                                 conn.execute(
-                                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                                     PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; \
-                                     PRAGMA wal_autocheckpoint = 16384; \
-                                     PRAGMA journal_size_limit = 67108864;",
+                                    format!(
+                                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = {}; \
+                                         PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; \
+                                         PRAGMA wal_autocheckpoint = 16384; \
+                                         PRAGMA journal_size_limit = 67108864;",
+                                        sync.pragma()
+                                    )
+                                    .as_str(),
                                 )
                                 .await?;
                                 Ok(())
@@ -181,6 +229,26 @@ impl Store {
     pub async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+
+    /// How commits reach the disk, as the writer connection reports it:
+    /// `sqlite synchronous=FULL|NORMAL|…`, or `postgresql` (the server's
+    /// `synchronous_commit` decides).
+    pub async fn durability(&self) -> Result<String, StoreError> {
+        if self.backend == Backend::Postgres {
+            return Ok("postgresql".to_owned());
+        }
+        let level: i64 = sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(&self.writer)
+            .await?;
+        let name = match level {
+            0 => "OFF",
+            1 => "NORMAL",
+            2 => "FULL",
+            3 => "EXTRA",
+            _ => "unknown",
+        };
+        Ok(format!("sqlite synchronous={name}"))
     }
 
     /// On SQLite, starts the WAL checkpointer: a task that copies committed
