@@ -7,13 +7,20 @@
 # bounded in time. Not part of CI (figures, not pass/fail).
 #
 # Usage: scripts/load.sh [seconds-per-run]   (default 15)
+# Environment:
+#   LOAD_BLOCKLIST_ENTRIES=N   seed N blocklist entries (none matching the
+#                              load's payouts) for the tenant before the runs
+#   LOAD_BACKENDS="sqlite postgres"   which backends to run
+#   ADUANA_BIN=path            the server binary to measure (default: build it)
+#   ADUANA_SQLITE_SYNCHRONOUS  passed through (full by default, or normal)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS="${1:-15}"
 scripts/setup.sh
 scripts/services.sh
 cargo build --locked --release -p aduana-host --bin aduana --example loadgen
-BIN=target/release/aduana
+BIN="${ADUANA_BIN:-target/release/aduana}"
+ENTRIES="${LOAD_BLOCKLIST_ENTRIES:-0}"
 LOADGEN=target/release/examples/loadgen
 PORT=18089
 PG_ADMIN="${ADUANA_TEST_PG_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
@@ -27,7 +34,10 @@ run_backend() {
     db_url="${PG_ADMIN%/*}/$db_name"
   fi
   export ADUANA_DATA_DIR="$dir/data" DATABASE_URL="$db_url" ADUANA_LOG=warn
-  key="$($BIN tenant create --name "Load $backend" --type banco --rate-limit-per-minute unlimited --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["api_key"])')"
+  created="$($BIN tenant create --name "Load $backend" --type banco --rate-limit-per-minute unlimited --json)"
+  key="$(python3 -c 'import json,sys; print(json.load(sys.stdin)["api_key"])' <<<"$created")"
+  tenant="$(python3 -c 'import json,sys; print(json.load(sys.stdin)["tenant_id"])' <<<"$created")"
+  if [ "$ENTRIES" -gt 0 ]; then seed_blocklist "$backend" "$tenant" "$db_url"; fi
   ADUANA_LISTEN="127.0.0.1:$PORT" $BIN serve & local pid=$!
   for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/api/v1/health/ready" >/dev/null && break; sleep 0.1; done
   $LOADGEN --url "http://127.0.0.1:$PORT" --key "$key" --seconds 3 --concurrency 16 --label "$backend warm-up" >/dev/null
@@ -38,6 +48,34 @@ run_backend() {
   rm -rf "$dir"
 }
 
-echo "machine: $(nproc) cores; $SECS s per run"
-run_backend sqlite
-run_backend postgres
+# N entries of five list types, straight into the database (the API would
+# take minutes); values never match a load payout.
+seed_blocklist() {
+  local backend="$1" tenant="$2" db_url="$3" started=$SECONDS
+  if [ "$backend" = postgres ]; then
+    psql "$db_url" -qc "INSERT INTO blocklist_entries (id, tenant_id, list_type, value, flow_scope,
+      severity, reason, source, is_active, expires_at, created_at, updated_at)
+      SELECT 'bl_seed_' || n, '$tenant', (ARRAY['clabe','iban','beneficiary_id','account_hash','swift_bic'])[n % 5 + 1],
+        'seed' || lpad(n::text, 14, '0'), 'payout', 'block', 'seed', 'manual', 1, NULL, 0, 0
+      FROM generate_series(1, $ENTRIES) AS n" -c "ANALYZE blocklist_entries"
+  else
+    python3 - "$ADUANA_DATA_DIR/aduana.db" "$tenant" "$ENTRIES" <<'PY'
+import sqlite3, sys
+db, tenant, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+types = ["clabe", "iban", "beneficiary_id", "account_hash", "swift_bic"]
+con = sqlite3.connect(db)
+con.executemany(
+    "INSERT INTO blocklist_entries (id, tenant_id, list_type, value, flow_scope, severity, reason,"
+    " source, is_active, expires_at, created_at, updated_at)"
+    " VALUES (?, ?, ?, ?, 'payout', 'block', 'seed', 'manual', 1, NULL, 0, 0)",
+    ((f"bl_seed_{i}", tenant, types[i % 5], f"seed{i:014d}") for i in range(1, n + 1)),
+)
+con.commit()
+con.close()
+PY
+  fi
+  echo "$backend: seeded $ENTRIES blocklist entries in $((SECONDS - started)) s"
+}
+
+echo "machine: $(nproc) cores; $SECS s per run; $ENTRIES blocklist entries"
+for backend in ${LOAD_BACKENDS:-sqlite postgres}; do run_backend "$backend"; done

@@ -401,8 +401,68 @@ async fn tenant_isolation(db: Db) {
     assert_eq!(e2["severity"], "block");
 }
 
+/// Every read an assessment makes is an exact index probe: a blocklist
+/// lookup per identifier on (tenant, type, value), the history row, the
+/// idempotency record and the key, never a scan that grows with the table.
+async fn per_assess_reads_are_index_probes(db: Db) {
+    let t = TestApp::start(db).await;
+    let plans = t.app.store.assess_query_plans().await.unwrap();
+    let names: Vec<&str> = plans.iter().map(|p| p.query).collect();
+    assert_eq!(
+        names,
+        ["assess_context", "idempotency_lookup", "key_by_hash"]
+    );
+    for p in &plans {
+        eprintln!("{}:\n{}", p.query, p.plan);
+        match db {
+            Db::Sqlite => {
+                for line in p.plan.lines().filter(|l| l.contains("SCAN")) {
+                    assert!(
+                        line.contains("UNION") || line.contains("SUBQUERY"),
+                        "{}: a scan: `{line}` in\n{}",
+                        p.query,
+                        p.plan
+                    );
+                }
+            }
+            Db::Postgres => {
+                assert!(!p.plan.contains("Seq Scan"), "{}:\n{}", p.query, p.plan);
+            }
+        }
+    }
+    let context = &plans[0].plan;
+    match db {
+        Db::Sqlite => {
+            let probes = context
+                .lines()
+                .filter(|l| {
+                    l.starts_with("SEARCH blocklist_entries USING INDEX")
+                        && l.contains("(tenant_id=? AND list_type=? AND value=?")
+                })
+                .count();
+            assert_eq!(probes, 5, "one exact probe per identifier:\n{context}");
+            assert!(
+                context
+                    .lines()
+                    .any(|l| l.contains("SEARCH beneficiary_history")
+                        && l.contains("tenant_id=? AND origin_key=? AND beneficiary_key=?")),
+                "{context}"
+            );
+        }
+        Db::Postgres => {
+            let probes = context
+                .lines()
+                .filter(|l| l.contains("Index Cond") && l.contains("(value = "))
+                .count();
+            assert_eq!(probes, 5, "one exact probe per identifier:\n{context}");
+            assert!(context.contains("beneficiary_history"), "{context}");
+        }
+    }
+}
+
 crate::both_backends!(
     crud_and_validation,
     matching_scope_severity_expiry,
-    tenant_isolation
+    tenant_isolation,
+    per_assess_reads_are_index_probes,
 );

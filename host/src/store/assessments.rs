@@ -13,6 +13,10 @@ use super::{
 /// Idempotency records are honoured for 24 hours.
 pub const IDEMPOTENCY_TTL_MS: i64 = 24 * 60 * 60 * 1000;
 
+/// The live idempotency record of (tenant, scope, key).
+pub(super) const IDEMPOTENCY_LOOKUP: &str = "SELECT request_hash, session_id, response FROM idempotency_keys \
+     WHERE tenant_id = $1 AND scope = $2 AND idem_key = $3 AND created_at > $4";
+
 /// A finished assessment and its side effects, ready to commit.
 #[derive(Debug, Clone)]
 pub struct AssessmentWrite {
@@ -115,16 +119,13 @@ impl Store {
         key: &str,
         now: i64,
     ) -> Result<Option<IdempotencyRecord>, StoreError> {
-        let row = sqlx::query(
-            "SELECT request_hash, session_id, response FROM idempotency_keys \
-             WHERE tenant_id = $1 AND scope = $2 AND idem_key = $3 AND created_at > $4",
-        )
-        .bind(tenant_id)
-        .bind(scope)
-        .bind(key)
-        .bind(now - IDEMPOTENCY_TTL_MS)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row = sqlx::query(IDEMPOTENCY_LOOKUP)
+            .bind(tenant_id)
+            .bind(scope)
+            .bind(key)
+            .bind(now - IDEMPOTENCY_TTL_MS)
+            .fetch_optional(&self.pool)
+            .await?;
         row.map(|r| {
             Ok(IdempotencyRecord {
                 request_hash: r.try_get("request_hash")?,
@@ -140,7 +141,11 @@ impl Store {
     /// (list type, normalized value) whose scope covers `flow`, and the
     /// history of `history_key` (origin key, beneficiary key). One round
     /// trip instead of two keeps the request path to one hand-off to the
-    /// database before the pipeline runs.
+    /// database before the pipeline runs. Each identifier is its own
+    /// `SELECT`, an exact probe of `blocklist_lookup` (tenant, type,
+    /// value), joined by `UNION ALL`: an `OR` across the pairs makes
+    /// SQLite's planner use only the tenant prefix of the index and scan
+    /// the tenant's whole list (see [`Store::assess_query_plans`]).
     pub async fn assess_context(
         &self,
         tenant_id: &str,
@@ -149,46 +154,9 @@ impl Store {
         history_key: Option<(&str, &str)>,
         now: i64,
     ) -> Result<(Vec<ListMatch>, Option<HistoryRow>), StoreError> {
-        let mut parts = Vec::new();
-        let mut next = 2;
-        if !pairs.is_empty() {
-            let mut sql = format!(
-                "SELECT 'list' AS part, id, list_type, value, severity, \
-                 CAST(0 AS BIGINT) AS transfers, CAST(0 AS BIGINT) AS first_at, \
-                 CAST(0 AS BIGINT) AS last_at FROM blocklist_entries \
-                 WHERE tenant_id = $1 AND is_active = 1 AND (expires_at IS NULL OR expires_at > ${}) \
-                 AND flow_scope IN (${}, 'all') AND (",
-                next,
-                next + 1
-            );
-            next += 2;
-            for i in 0..pairs.len() {
-                if i > 0 {
-                    sql.push_str(" OR ");
-                }
-                sql.push_str(&format!(
-                    "(list_type = ${} AND value = ${})",
-                    next,
-                    next + 1
-                ));
-                next += 2;
-            }
-            sql.push(')');
-            parts.push(sql);
-        }
-        if history_key.is_some() {
-            parts.push(format!(
-                "SELECT 'history' AS part, '' AS id, '' AS list_type, '' AS value, '' AS severity, \
-                 transfers, first_at, last_at FROM beneficiary_history \
-                 WHERE tenant_id = $1 AND origin_key = ${} AND beneficiary_key = ${}",
-                next,
-                next + 1
-            ));
-        }
-        if parts.is_empty() {
+        let Some(sql) = context_sql(pairs.len(), history_key.is_some()) else {
             return Ok((Vec::new(), None));
-        }
-        let sql = parts.join(" UNION ALL ");
+        };
         let mut q = sqlx::query(&sql).bind(tenant_id);
         if !pairs.is_empty() {
             q = q.bind(now).bind(flow);
@@ -565,6 +533,40 @@ fn values(rows: usize, cols: usize, tail: &str) -> String {
         out.push(')');
     }
     out
+}
+
+/// The SQL of [`Store::assess_context`] for `pairs` identifiers and,
+/// optionally, the history row; `None` when there is nothing to read.
+/// Parameters: `$1` tenant; with identifiers `$2` now, `$3` flow, then a
+/// (type, value) pair each; then (origin, beneficiary) for the history.
+pub(super) fn context_sql(pairs: usize, history: bool) -> Option<String> {
+    let mut parts = Vec::with_capacity(pairs + 1);
+    let mut next = 4;
+    for _ in 0..pairs {
+        parts.push(format!(
+            "SELECT 'list' AS part, id, list_type, value, severity, \
+             CAST(0 AS BIGINT) AS transfers, CAST(0 AS BIGINT) AS first_at, \
+             CAST(0 AS BIGINT) AS last_at FROM blocklist_entries \
+             WHERE tenant_id = $1 AND list_type = ${} AND value = ${} AND is_active = 1 \
+             AND (expires_at IS NULL OR expires_at > $2) AND flow_scope IN ($3, 'all')",
+            next,
+            next + 1
+        ));
+        next += 2;
+    }
+    if history {
+        // Without identifiers, $2 and $3 are not bound: the history's
+        // parameters come right after the tenant.
+        let first = if pairs == 0 { 2 } else { next };
+        parts.push(format!(
+            "SELECT 'history' AS part, '' AS id, '' AS list_type, '' AS value, '' AS severity, \
+             transfers, first_at, last_at FROM beneficiary_history \
+             WHERE tenant_id = $1 AND origin_key = ${} AND beneficiary_key = ${}",
+            first,
+            first + 1
+        ));
+    }
+    (!parts.is_empty()).then(|| parts.join(" UNION ALL "))
 }
 
 #[cfg(test)]

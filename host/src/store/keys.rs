@@ -44,6 +44,16 @@ pub struct AuthRecord {
     pub tenant: Tenant,
 }
 
+/// The active key with a given hash (`$1`), joined with its tenant.
+pub(super) fn key_by_hash_sql() -> String {
+    format!(
+        "SELECT {KEY_COLUMNS}, k.key_hash, t.name AS t_name, t.organization_type, \
+         t.settings, t.rules_revision, t.created_at AS t_created_at \
+         FROM api_keys k JOIN tenants t ON t.id = k.tenant_id \
+         WHERE k.key_hash = $1 AND k.revoked_at IS NULL"
+    )
+}
+
 const KEY_COLUMNS: &str = "k.id, k.tenant_id, k.name, k.kind, k.role, k.permissions, \
     k.key_prefix, k.rate_limit_per_minute, k.rate_limit_per_day, k.created_at, k.last_used_at, k.revoked_at";
 
@@ -94,13 +104,7 @@ impl Store {
 
     /// The active (unrevoked) key with this hash, with its tenant.
     pub async fn key_by_hash(&self, key_hash: &str) -> Result<Option<AuthRecord>, StoreError> {
-        let sql = format!(
-            "SELECT {KEY_COLUMNS}, k.key_hash, t.name AS t_name, t.organization_type, \
-             t.settings, t.rules_revision, t.created_at AS t_created_at \
-             FROM api_keys k JOIN tenants t ON t.id = k.tenant_id \
-             WHERE k.key_hash = $1 AND k.revoked_at IS NULL"
-        );
-        let Some(r) = sqlx::query(&sql)
+        let Some(r) = sqlx::query(&key_by_hash_sql())
             .bind(key_hash)
             .fetch_optional(&self.pool)
             .await?

@@ -10,6 +10,7 @@ mod audit;
 mod blocklists;
 mod commit_queue;
 mod keys;
+mod plans;
 mod rules;
 mod tenants;
 
@@ -26,6 +27,7 @@ pub use assessments::{
 pub use audit::{AuditBreak, AuditEntry, AuditEvent};
 pub use blocklists::{BlocklistEntry, BlocklistFilter, BlocklistPatch, NewBlocklistEntry};
 pub use keys::{ApiKeyRecord, AuthRecord, NewApiKey};
+pub use plans::QueryPlan;
 pub use rules::{ActivationChange, ActivationRecord, RuleVersionRecord, SigningKeyRecord};
 pub use tenants::Tenant;
 
