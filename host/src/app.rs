@@ -116,13 +116,24 @@ impl App {
         Ok(app)
     }
 
-    /// Binds the configured address and serves until `shutdown` resolves.
+    /// Binds the configured address and serves until SIGTERM or Ctrl-C,
+    /// then drains within the configured shutdown grace.
     pub async fn serve(self) -> anyhow::Result<Server> {
         let listener = TcpListener::bind(self.config.listen)
             .await
             .with_context(|| format!("binding {}", self.config.listen))?;
         let addr = listener.local_addr()?;
         crate::api::metrics::install();
+        let mut limits = self.config.server.clone();
+        let open_files = crate::api::server::raise_open_file_limit();
+        if limits.max_connections == 0 {
+            limits.max_connections = crate::api::server::connections_for(open_files);
+        }
+        tracing::info!(
+            open_files,
+            max_connections = limits.max_connections,
+            "connection limits"
+        );
         let watcher = crate::registry::spawn_watcher(self.clone());
         let checkpointer = self.store.spawn_checkpointer();
         let router = crate::api::router(self);
@@ -130,8 +141,7 @@ impl App {
             // Dropped with this task, even when it is aborted.
             let _watcher = AbortOnDrop(watcher);
             let _checkpointer = checkpointer.map(AbortOnDrop);
-            axum::serve(listener, router)
-                .with_graceful_shutdown(shutdown_signal())
+            crate::api::server::serve(listener, router, limits, shutdown_signal())
                 .await
                 .context("serving HTTP")
         });

@@ -3,7 +3,10 @@ use std::{net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
 
 use rust_decimal::Decimal;
 
-use crate::{domain::money::default_max_major, runtime::RuntimeLimits, store::SqliteSync};
+use crate::{
+    api::server::ServerLimits, domain::money::default_max_major, runtime::RuntimeLimits,
+    store::SqliteSync,
+};
 
 /// Default largest rule component accepted by upload.
 pub const DEFAULT_RULE_MAX_BYTES: usize = 1 << 20;
@@ -34,6 +37,11 @@ pub struct Config {
     /// `ADUANA_REDIS_URL` (`redis://host:port/db`): keep rate limits in
     /// Redis, shared by every node; unset = in this node's memory.
     pub redis_url: Option<String>,
+    /// Connection timeouts and limits: `ADUANA_HEADER_TIMEOUT_MS` (10 s),
+    /// `ADUANA_BODY_TIMEOUT_MS` (30 s), `ADUANA_IDLE_TIMEOUT_MS` (60 s),
+    /// `ADUANA_MAX_CONNECTIONS` (0 = from the open-file limit),
+    /// `ADUANA_SHUTDOWN_GRACE_MS` (10 s), `ADUANA_MAX_HEADER_BYTES` (16 KiB).
+    pub server: ServerLimits,
 }
 
 /// A malformed environment variable.
@@ -82,6 +90,7 @@ impl Config {
                 .ok()
                 .map(|u| u.trim().to_owned())
                 .filter(|u| !u.is_empty()),
+            server: server_limits()?,
         })
     }
 
@@ -98,6 +107,33 @@ impl Config {
             rule_max_bytes: DEFAULT_RULE_MAX_BYTES,
             operator_token: None,
             redis_url: None,
+            server: ServerLimits {
+                max_connections: 0,
+                ..ServerLimits::default()
+            },
         }
     }
+}
+
+fn server_limits() -> Result<ServerLimits, ConfigError> {
+    let d = ServerLimits::default();
+    let ms = |name, default: Duration| -> Result<Duration, ConfigError> {
+        let millis = var(name, u64::try_from(default.as_millis()).unwrap_or(u64::MAX))?;
+        if millis == 0 {
+            return Err(ConfigError {
+                name,
+                value: "0".to_owned(),
+            });
+        }
+        Ok(Duration::from_millis(millis))
+    };
+    Ok(ServerLimits {
+        header_timeout: ms("ADUANA_HEADER_TIMEOUT_MS", d.header_timeout)?,
+        body_timeout: ms("ADUANA_BODY_TIMEOUT_MS", d.body_timeout)?,
+        idle_timeout: ms("ADUANA_IDLE_TIMEOUT_MS", d.idle_timeout)?,
+        // 0: derived from the open-file limit at start-up.
+        max_connections: var("ADUANA_MAX_CONNECTIONS", 0)?,
+        shutdown_grace: ms("ADUANA_SHUTDOWN_GRACE_MS", d.shutdown_grace)?,
+        max_header_bytes: var("ADUANA_MAX_HEADER_BYTES", d.max_header_bytes)?,
+    })
 }

@@ -17,3 +17,4 @@ mod kit;
 mod pipeline;
 mod rules;
 mod validation;
+mod wire;

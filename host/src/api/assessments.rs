@@ -4,12 +4,12 @@
 //! whether the result is identical. Both need `rules:read`.
 use axum::{
     Json, Router,
-    extract::{Path, State},
+    extract::State,
     routing::{get, post},
 };
 use serde_json::{Value, json};
 
-use super::{ApiError, auth::Auth};
+use super::{ApiError, Path, auth::Auth};
 use crate::{app::App, domain::rfc3339_ms, pipeline::RuleRecord, replay};
 
 pub fn router() -> Router<App> {

@@ -4,15 +4,11 @@
 //!
 //! Query: `after` (a `seq`, for paging), `limit` (1–500, default 100),
 //! `action` (e.g. `rule.activated`).
-use axum::{
-    Json, Router,
-    extract::{Query, State},
-    routing::get,
-};
+use axum::{Json, Router, extract::State, routing::get};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{ApiError, auth::Auth};
+use super::{ApiError, Query, auth::Auth};
 use crate::{app::App, domain::rfc3339_ms};
 
 pub fn router() -> Router<App> {
@@ -29,10 +25,10 @@ struct AuditQuery {
 async fn list(
     State(app): State<App>,
     auth: Auth,
-    query: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
+    query: Result<Query<AuditQuery>, ApiError>,
 ) -> Result<Json<Value>, ApiError> {
     auth.require("rules:read")?;
-    let Query(q) = query.map_err(|e| ApiError::validation("query", e.body_text()))?;
+    let Query(q) = query?;
     let limit = q.limit.unwrap_or(100);
     if !(1..=500).contains(&limit) {
         return Err(ApiError::validation("limit", "must be between 1 and 500"));

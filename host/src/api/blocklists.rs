@@ -3,14 +3,14 @@
 //! the `admin` role.
 use axum::{
     Json, Router,
-    extract::{Path, Query, State},
+    extract::State,
     http::StatusCode,
     routing::{get, patch},
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{ApiError, Body, auth::Auth, parse_json};
+use super::{ApiError, Body, Path, Query, auth::Auth, parse_json};
 use crate::{
     app::App,
     domain::{

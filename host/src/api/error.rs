@@ -38,8 +38,15 @@ pub enum ApiError {
     InvalidTransition(String),
     #[error("this idempotency key was used with a different request body")]
     IdempotencyKeyReused,
-    #[error("request body is larger than 64 KiB")]
+    #[error("request body is larger than this endpoint accepts (64 KiB for JSON)")]
     PayloadTooLarge,
+    #[error("the request body did not arrive within the body timeout")]
+    RequestTimeout,
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// An error some layer below the handlers answered with a bare status.
+    #[error("{message}")]
+    Status { status: StatusCode, message: String },
     #[error("rate limit of {limit} requests exceeded; retry after {retry_after_secs} s")]
     RateLimited { limit: i64, retry_after_secs: u64 },
     #[error("the assess pipeline exceeded its deadline; retry with the same idempotency key")]
@@ -57,6 +64,29 @@ impl ApiError {
         Self::Validation {
             field: field.to_owned(),
             message: message.into(),
+        }
+    }
+
+    /// The error for a bare `status` (with `message`, or the status's
+    /// reason when empty).
+    pub fn from_status(status: StatusCode, message: String) -> Self {
+        let message = if message.is_empty() {
+            status
+                .canonical_reason()
+                .unwrap_or("error")
+                .to_ascii_lowercase()
+        } else {
+            message
+        };
+        match status {
+            StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY => {
+                Self::validation("request", message)
+            }
+            StatusCode::PAYLOAD_TOO_LARGE => Self::PayloadTooLarge,
+            StatusCode::REQUEST_TIMEOUT => Self::RequestTimeout,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => Self::UnsupportedMediaType(message),
+            StatusCode::METHOD_NOT_ALLOWED => Self::MethodNotAllowed,
+            _ => Self::Status { status, message },
         }
     }
 
@@ -104,6 +134,13 @@ impl ApiError {
                 "PAYLOAD_TOO_LARGE",
                 json!({"limit_bytes": 65536}),
             ),
+            Self::RequestTimeout => (StatusCode::REQUEST_TIMEOUT, "REQUEST_TIMEOUT", json!({})),
+            Self::UnsupportedMediaType(_) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "UNSUPPORTED_MEDIA_TYPE",
+                json!({ "expected": "application/json" }),
+            ),
+            Self::Status { status, .. } => (*status, status_code_name(*status), json!({})),
             Self::RateLimited {
                 limit,
                 retry_after_secs,
@@ -129,6 +166,21 @@ impl ApiError {
                 json!({}),
             ),
         }
+    }
+}
+
+/// A stable code for a status no variant names.
+fn status_code_name(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::NOT_FOUND => "NOT_FOUND",
+        StatusCode::UNAUTHORIZED => "UNAUTHORIZED",
+        StatusCode::FORBIDDEN => "FORBIDDEN",
+        StatusCode::CONFLICT => "CONFLICT",
+        StatusCode::TOO_MANY_REQUESTS => "RATE_LIMITED",
+        StatusCode::SERVICE_UNAVAILABLE => "ASSESS_MAINTENANCE",
+        StatusCode::GATEWAY_TIMEOUT => "ASSESS_TIMEOUT",
+        s if s.is_server_error() => "INTERNAL_ERROR",
+        _ => "BAD_REQUEST",
     }
 }
 

@@ -1,14 +1,14 @@
 //! `POST/GET /api/v1/keys`, `DELETE /api/v1/keys/{id}` (permission `keys:write`).
 use axum::{
     Json, Router,
-    extract::{Path, State},
+    extract::State,
     http::StatusCode,
     routing::{delete, get},
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{ApiError, Body, auth::Auth, parse_json};
+use super::{ApiError, Body, Path, auth::Auth, parse_json};
 use crate::{
     app::App,
     domain::{

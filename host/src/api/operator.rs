@@ -1,7 +1,8 @@
 //! The operator API (§1): tenants are created by the operator, with the
 //! CLI or here. Guarded by the operator token from `ADUANA_OPERATOR_TOKEN`
 //! (`Authorization: Bearer <token>`, compared in constant time); without a
-//! configured token the operator API is off (403).
+//! configured token the operator API is off (403; a request without any
+//! token is 401 either way).
 //!
 //! `POST /api/v1/operator/tenants {name, organization_type,
 //! rate_limit_per_minute?}` → 201 with the tenant and its first admin key
@@ -39,11 +40,7 @@ impl FromRequestParts<App> for Operator {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Self::Rejection> {
-        let Some(token) = app.config.operator_token.as_deref() else {
-            return Err(ApiError::Forbidden(
-                "operator API disabled (set ADUANA_OPERATOR_TOKEN)".to_owned(),
-            ));
-        };
+        // No credentials is 401 whether or not the API is on.
         let presented = parts
             .headers
             .get(axum::http::header::AUTHORIZATION)
@@ -51,6 +48,11 @@ impl FromRequestParts<App> for Operator {
             .and_then(|h| h.strip_prefix("Bearer "))
             .map(str::trim)
             .ok_or(ApiError::Unauthorized("missing operator token"))?;
+        let Some(token) = app.config.operator_token.as_deref() else {
+            return Err(ApiError::Forbidden(
+                "operator API disabled (set ADUANA_OPERATOR_TOKEN)".to_owned(),
+            ));
+        };
         let equal: bool = presented.as_bytes().ct_eq(token.as_bytes()).into();
         if !equal {
             return Err(ApiError::Unauthorized("invalid operator token"));

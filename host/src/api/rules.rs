@@ -10,14 +10,14 @@
 //! rejection, like every acceptance, is written to the audit log.
 use axum::{
     Json, Router,
-    extract::{DefaultBodyLimit, Multipart, Path, State, multipart::MultipartRejection},
+    extract::{DefaultBodyLimit, Multipart, State, multipart::MultipartRejection},
     http::StatusCode,
     routing::{get, post},
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{ApiError, Body, auth::Auth, parse_json};
+use super::{ApiError, Body, Path, auth::Auth, parse_json};
 use crate::{
     app::App,
     domain::{
@@ -37,13 +37,19 @@ fn drain_limit(max_module_bytes: usize) -> usize {
 }
 
 pub fn router(max_module_bytes: usize) -> Router<App> {
-    Router::new()
+    let upload_limit = drain_limit(max_module_bytes);
+    let uploads = Router::new()
         .route(
             "/api/v1/rules",
             get(list)
                 .post(upload)
-                .layer(DefaultBodyLimit::max(drain_limit(max_module_bytes))),
+                .layer(DefaultBodyLimit::max(upload_limit)),
         )
+        .route_layer(axum::middleware::from_fn_with_state(
+            upload_limit,
+            super::refuse_declared_oversize,
+        ));
+    Router::new()
         .route("/api/v1/rules/{rule_id}/versions", get(versions))
         .route("/api/v1/rules/{rule_id}/versions/{version}", get(version))
         .route(
@@ -55,6 +61,11 @@ pub fn router(max_module_bytes: usize) -> Router<App> {
             post(deactivate_version),
         )
         .route("/api/v1/rules/{rule_id}/deactivate", post(deactivate))
+        .route_layer(axum::middleware::from_fn_with_state(
+            super::BODY_LIMIT,
+            super::refuse_declared_oversize,
+        ))
+        .merge(uploads)
 }
 
 /// The parts of an upload.

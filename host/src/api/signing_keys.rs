@@ -3,14 +3,14 @@
 //! Reading needs `rules:read`, changing needs `rules:write`.
 use axum::{
     Json, Router,
-    extract::{Path, State},
+    extract::State,
     http::StatusCode,
     routing::{delete, get},
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{ApiError, Body, auth::Auth, parse_json};
+use super::{ApiError, Body, Path, auth::Auth, parse_json};
 use crate::{
     app::App,
     domain::{ids::object_id, now_ms, rfc3339_ms, signing::parse_public_key},

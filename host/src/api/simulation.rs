@@ -6,15 +6,11 @@
 //! row. Simulation reads the same context a live assessment would.
 use std::sync::Arc;
 
-use axum::{
-    Json, Router,
-    extract::{Path, State},
-    routing::post,
-};
+use axum::{Json, Router, extract::State, routing::post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{ApiError, Body, assess::prefetch_context, auth::Auth, parse_json};
+use super::{ApiError, Body, Path, assess::prefetch_context, auth::Auth, parse_json};
 use crate::{
     app::App,
     domain::{ids, now_ms, parse_rfc3339_ms},
