@@ -11,17 +11,21 @@
 #   LOAD_BLOCKLIST_ENTRIES=N   seed N blocklist entries (none matching the
 #                              load's payouts) for the tenant before the runs
 #   LOAD_BACKENDS="sqlite postgres"   which backends to run
-#   ADUANA_BIN=path            the server binary to measure (default: build it)
+#   ADUANA_BIN=path LOADGEN=path   the server binary and load driver to use
+#                              (default: build both)
 #   ADUANA_SQLITE_SYNCHRONOUS  passed through (full by default, or normal)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS="${1:-15}"
 scripts/setup.sh
 scripts/services.sh
-cargo build --locked --release -p aduana-host --bin aduana --example loadgen
+# With both ADUANA_BIN and LOADGEN given (old/new pairs), nothing is built.
+if [ -z "${ADUANA_BIN:-}" ] || [ -z "${LOADGEN:-}" ]; then
+  cargo build --locked --release -p aduana-host --bin aduana --example loadgen
+fi
 BIN="${ADUANA_BIN:-target/release/aduana}"
 ENTRIES="${LOAD_BLOCKLIST_ENTRIES:-0}"
-LOADGEN=target/release/examples/loadgen
+LOADGEN="${LOADGEN:-target/release/examples/loadgen}"
 PORT=18089
 PG_ADMIN="${ADUANA_TEST_PG_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 

@@ -7,6 +7,8 @@
 //! the PostgreSQL tests loudly; it is never skipped.
 #![allow(dead_code)]
 
+pub mod spec;
+
 use std::{
     path::PathBuf,
     sync::{Arc, OnceLock},
@@ -228,6 +230,8 @@ impl TestApp {
             .api_key
     }
 
+    /// Sends a request and checks the answer against the OpenAPI document
+    /// ([`spec::check_response`]).
     pub async fn request(
         &self,
         method: Method,
@@ -235,7 +239,9 @@ impl TestApp {
         key: Option<&str>,
         body: Option<&Value>,
     ) -> (StatusCode, Value, reqwest::header::HeaderMap) {
-        let mut req = self.client.request(method, format!("{}{path}", self.base));
+        let mut req = self
+            .client
+            .request(method.clone(), format!("{}{path}", self.base));
         if let Some(k) = key {
             req = req.bearer_auth(k);
         }
@@ -251,6 +257,7 @@ impl TestApp {
         } else {
             serde_json::from_str(&text).unwrap_or(Value::String(text))
         };
+        check(method.as_str(), path, status, &headers, &value);
         (status, value, headers)
     }
 
@@ -283,8 +290,10 @@ impl TestApp {
                 let send = self.client.post(&url).bearer_auth(key).json(&body).send();
                 tokio::spawn(async move {
                     let r = send.await.expect("assess request");
-                    let status = r.status();
-                    (status, r.json::<Value>().await.expect("JSON answer"))
+                    let (status, headers) = (r.status(), r.headers().clone());
+                    let value = r.json::<Value>().await.expect("JSON answer");
+                    check("POST", "/api/v1/assess/payout", status, &headers, &value);
+                    (status, value)
                 })
             })
             .collect();
@@ -478,12 +487,26 @@ pub async fn upload_at(
         .send()
         .await
         .expect("http");
-    let status = resp.status();
+    let (status, headers) = (resp.status(), resp.headers().clone());
     let text = resp.text().await.expect("body");
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
+    let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    check("POST", "/api/v1/rules", status, &headers, &value);
+    (status, value)
+}
+
+/// [`spec::check_response`] for a reqwest answer.
+pub fn check(
+    method: &str,
+    path: &str,
+    status: StatusCode,
+    headers: &reqwest::header::HeaderMap,
+    body: &Value,
+) {
+    let content_type = headers
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    spec::check_response(method, path, status.as_u16(), content_type, body);
 }
 
 /// The `aduana` binary, pointed at `t`'s database and data dir.

@@ -326,6 +326,51 @@ async fn openapi_and_docs(db: Db) {
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."), "{doc}");
     assert!(doc["components"]["schemas"]["AssessPayoutRequest"].is_object());
     assert!(doc["components"]["schemas"]["Error"].is_object());
+    // The suite checks every answer against this very document.
+    assert_eq!(doc, aduana_host::api::openapi::document());
+    // The checker every helper applies catches a body that breaks the
+    // document, and an undocumented status.
+    let catches = |body: Value, status: u16| {
+        std::panic::catch_unwind(|| {
+            crate::common::spec::check_response(
+                "GET",
+                "/api/v1/health",
+                status,
+                "application/json",
+                &body,
+            )
+        })
+        .is_err()
+    };
+    assert!(!catches(json!({"status": "ok", "version": "1"}), 200));
+    assert!(
+        catches(json!({"status": "ok"}), 200),
+        "a required field missing"
+    );
+    assert!(
+        catches(json!({"status": "fine", "version": "1"}), 200),
+        "a const broken"
+    );
+    assert!(!catches(
+        json!({"error": {"code": "NOT_FOUND", "message": "x", "details": {}}}),
+        404
+    ));
+    assert!(
+        catches(json!({"oops": true}), 500),
+        "an error without the error body"
+    );
+    // A plain integer is a valid amount (minor units by default).
+    let amount =
+        &doc["components"]["schemas"]["AssessPayoutRequest"]["else"]["properties"]["amount"];
+    let validator = jsonschema::validator_for(amount).unwrap();
+    assert!(validator.is_valid(&json!(2500000)));
+    assert!(!validator.is_valid(&json!("25000.00")));
+    assert!(doc["paths"]["/docs"]["get"]["responses"]["200"]["content"]["text/html"].is_object());
+    let (s, v) = t.get("/api/v1/operator/tenants", "").await;
+    assert_eq!(
+        (s.as_u16(), &v["error"]["code"]),
+        (401, &json!("UNAUTHORIZED"))
+    );
     // Every documented operation is served: never a 404 for the route or a
     // 405 for the method.
     let mut count = 0;

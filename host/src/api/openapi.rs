@@ -22,7 +22,14 @@ use utoipa::openapi::{
     security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme},
 };
 
-use crate::app::App;
+use crate::{
+    app::App,
+    domain::{
+        country::Country,
+        lists::{FLOW_SCOPES, PAYIN_TYPES, PAYOUT_TYPES, SEVERITIES, SOURCES},
+        money::Currency,
+    },
+};
 
 pub fn router() -> Router<App> {
     Router::new()
@@ -83,7 +90,7 @@ pub const OPERATIONS: &[Operation] = &[
         "Catalog: fields, signals, thresholds, idempotency and resilience notes",
         None,
         None,
-        (200, "Object"),
+        (200, "Catalog"),
     ),
     op(
         "POST",
@@ -92,7 +99,7 @@ pub const OPERATIONS: &[Operation] = &[
         "Simulate a payout assessment (no side effects), optionally with candidate rule versions",
         Some("assess"),
         Some("SimulationRequest"),
-        (200, "AssessResponse"),
+        (200, "SimulationResponse"),
     ),
     op(
         "GET",
@@ -101,7 +108,7 @@ pub const OPERATIONS: &[Operation] = &[
         "Explain a stored assessment: every rule that ran, active or shadow",
         Some("rules:read"),
         None,
-        (200, "Object"),
+        (200, "Explanation"),
     ),
     op(
         "POST",
@@ -110,7 +117,7 @@ pub const OPERATIONS: &[Operation] = &[
         "Re-run a stored assessment and report whether the result is identical",
         Some("rules:read"),
         None,
-        (200, "Object"),
+        (200, "ReplayReport"),
     ),
     op(
         "GET",
@@ -119,7 +126,7 @@ pub const OPERATIONS: &[Operation] = &[
         "List API keys",
         Some("keys:write"),
         None,
-        (200, "Object"),
+        (200, "KeyList"),
     ),
     op(
         "POST",
@@ -128,7 +135,7 @@ pub const OPERATIONS: &[Operation] = &[
         "Create an API key (the secret is shown once)",
         Some("keys:write"),
         Some("KeyRequest"),
-        (201, "Object"),
+        (201, "CreatedKey"),
     ),
     op(
         "DELETE",
@@ -137,7 +144,7 @@ pub const OPERATIONS: &[Operation] = &[
         "Revoke an API key",
         Some("keys:write"),
         None,
-        (200, "Object"),
+        (200, "KeyRevoked"),
     ),
     op(
         "GET",
@@ -146,7 +153,7 @@ pub const OPERATIONS: &[Operation] = &[
         "List blocklist entries (cursor pagination)",
         Some("blocklists:read"),
         None,
-        (200, "Object"),
+        (200, "BlocklistPage"),
     ),
     op(
         "POST",
@@ -155,7 +162,7 @@ pub const OPERATIONS: &[Operation] = &[
         "Add a blocklist entry",
         Some("blocklists:write"),
         Some("BlocklistEntryRequest"),
-        (201, "Object"),
+        (201, "BlocklistEntry"),
     ),
     op(
         "PATCH",
@@ -163,8 +170,8 @@ pub const OPERATIONS: &[Operation] = &[
         "blocklists",
         "Update an entry by id in the body (compatibility form)",
         Some("blocklists:write"),
-        Some("Object"),
-        (200, "Object"),
+        Some("BlocklistPatch"),
+        (200, "BlocklistEntry"),
     ),
     op(
         "GET",
@@ -173,7 +180,7 @@ pub const OPERATIONS: &[Operation] = &[
         "Read a blocklist entry",
         Some("blocklists:read"),
         None,
-        (200, "Object"),
+        (200, "BlocklistEntry"),
     ),
     op(
         "PATCH",
@@ -181,8 +188,8 @@ pub const OPERATIONS: &[Operation] = &[
         "blocklists",
         "Update a blocklist entry",
         Some("blocklists:write"),
-        Some("Object"),
-        (200, "Object"),
+        Some("BlocklistPatch"),
+        (200, "BlocklistEntry"),
     ),
     op(
         "DELETE",
@@ -191,7 +198,7 @@ pub const OPERATIONS: &[Operation] = &[
         "Delete a blocklist entry (admin)",
         Some("*"),
         None,
-        (200, "Object"),
+        (200, "Deleted"),
     ),
     op(
         "GET",
@@ -200,7 +207,7 @@ pub const OPERATIONS: &[Operation] = &[
         "List the tenant's rule signing keys",
         Some("rules:read"),
         None,
-        (200, "Object"),
+        (200, "SigningKeyList"),
     ),
     op(
         "POST",
@@ -209,7 +216,7 @@ pub const OPERATIONS: &[Operation] = &[
         "Register an ed25519 public key for signing rules",
         Some("rules:write"),
         Some("SigningKeyRequest"),
-        (201, "Object"),
+        (201, "SigningKey"),
     ),
     op(
         "GET",
@@ -218,7 +225,7 @@ pub const OPERATIONS: &[Operation] = &[
         "Read a signing key",
         Some("rules:read"),
         None,
-        (200, "Object"),
+        (200, "SigningKey"),
     ),
     op(
         "DELETE",
@@ -227,7 +234,7 @@ pub const OPERATIONS: &[Operation] = &[
         "Revoke a signing key",
         Some("rules:write"),
         None,
-        (200, "Object"),
+        (200, "SigningKey"),
     ),
     op(
         "GET",
@@ -236,7 +243,7 @@ pub const OPERATIONS: &[Operation] = &[
         "List built-in and uploaded rules",
         Some("rules:read"),
         None,
-        (200, "Object"),
+        (200, "RuleList"),
     ),
     op(
         "POST",
@@ -245,7 +252,7 @@ pub const OPERATIONS: &[Operation] = &[
         "Upload a signed rule component (multipart: module, signature, key_id, manifest)",
         Some("rules:write"),
         Some("multipart"),
-        (201, "Object"),
+        (201, "RuleVersion"),
     ),
     op(
         "GET",
@@ -254,7 +261,7 @@ pub const OPERATIONS: &[Operation] = &[
         "List a rule's uploaded versions",
         Some("rules:read"),
         None,
-        (200, "Object"),
+        (200, "RuleVersions"),
     ),
     op(
         "GET",
@@ -263,7 +270,7 @@ pub const OPERATIONS: &[Operation] = &[
         "Read one version: digest, signer, signals, params schema",
         Some("rules:read"),
         None,
-        (200, "Object"),
+        (200, "RuleVersion"),
     ),
     op(
         "POST",
@@ -272,7 +279,7 @@ pub const OPERATIONS: &[Operation] = &[
         "Run a version: active (it decides; the previous active version retires) or shadow (recorded beside the active one, never counted); also the way to roll back",
         Some("rules:write"),
         Some("ActivateRequest"),
-        (200, "Object"),
+        (200, "Activation"),
     ),
     op(
         "POST",
@@ -281,7 +288,7 @@ pub const OPERATIONS: &[Operation] = &[
         "Stop this version (active or shadow); 409 when it does not run",
         Some("rules:write"),
         None,
-        (200, "Object"),
+        (200, "Deactivation"),
     ),
     op(
         "POST",
@@ -290,7 +297,7 @@ pub const OPERATIONS: &[Operation] = &[
         "Stop every running version of the rule (active and shadow)",
         Some("rules:write"),
         None,
-        (200, "Object"),
+        (200, "Deactivation"),
     ),
     op(
         "POST",
@@ -299,7 +306,7 @@ pub const OPERATIONS: &[Operation] = &[
         "Replay stored assessments with this version in place of the active one, with the params it would run with (read-only)",
         Some("rules:read"),
         Some("BacktestRequest"),
-        (200, "Object"),
+        (200, "Backtest"),
     ),
     op(
         "GET",
@@ -308,7 +315,7 @@ pub const OPERATIONS: &[Operation] = &[
         "The tenant's pipeline as it runs",
         Some("rules:read"),
         None,
-        (200, "Object"),
+        (200, "Pipeline"),
     ),
     op(
         "PUT",
@@ -317,7 +324,7 @@ pub const OPERATIONS: &[Operation] = &[
         "Replace the payout pipeline: order, params, weights, on_error, thresholds",
         Some("settings:write"),
         Some("PipelineRequest"),
-        (200, "Object"),
+        (200, "Pipeline"),
     ),
     op(
         "GET",
@@ -326,7 +333,7 @@ pub const OPERATIONS: &[Operation] = &[
         "The tenant's hash-chained audit log",
         Some("rules:read"),
         None,
-        (200, "Object"),
+        (200, "AuditPage"),
     ),
     op(
         "POST",
@@ -335,7 +342,7 @@ pub const OPERATIONS: &[Operation] = &[
         "Create a tenant and its first admin key (operator token)",
         Some("operator token"),
         Some("TenantRequest"),
-        (201, "Object"),
+        (201, "TenantCreated"),
     ),
     op(
         "GET",
@@ -344,7 +351,7 @@ pub const OPERATIONS: &[Operation] = &[
         "List tenants (operator token)",
         Some("operator token"),
         None,
-        (200, "Object"),
+        (200, "TenantList"),
     ),
     op(
         "GET",
@@ -353,7 +360,7 @@ pub const OPERATIONS: &[Operation] = &[
         "Liveness",
         None,
         None,
-        (200, "Object"),
+        (200, "Health"),
     ),
     op(
         "GET",
@@ -362,7 +369,7 @@ pub const OPERATIONS: &[Operation] = &[
         "Readiness: database reachable, rules loaded",
         None,
         None,
-        (200, "Object"),
+        (200, "Ready"),
     ),
     op(
         "GET",
@@ -380,7 +387,7 @@ pub const OPERATIONS: &[Operation] = &[
         "This document",
         None,
         None,
-        (200, "Object"),
+        (200, "OpenApiDocument"),
     ),
     op(
         "GET",
@@ -389,81 +396,313 @@ pub const OPERATIONS: &[Operation] = &[
         "Interactive API documentation",
         None,
         None,
-        (200, "Text"),
+        (200, "Html"),
     ),
 ];
 
-/// Component schemas, as JSON Schema (OpenAPI 3.1 dialect).
+/// Component schemas, as JSON Schema (OpenAPI 3.1 dialect). Request
+/// bodies the server parses strictly say `additionalProperties: false`;
+/// the assess body ignores unknown fields (the contract says so). Response
+/// schemas list every field the server always sends as `required`.
 fn schemas() -> Vec<(&'static str, Value)> {
-    let amount = json!({"oneOf": [{"type": "integer", "minimum": 0}, {"type": "string", "pattern": "^[0-9]+(\\.[0-9]+)?$"}, {"type": "number"}],
-        "description": "minor units by default; with amount_unit=major, at most the currency's ISO 4217 decimals"});
+    let currencies = Currency::codes();
+    let list_types = [PAYOUT_TYPES, PAYIN_TYPES].concat();
+    let with_required = |a: &[&'static str], b: &[&'static str]| [a, b].concat();
+    let countries = Country::codes();
+    let currency = json!({"type": "string", "enum": currencies, "description": "ISO 4217 code with a minor unit"});
+    let country = json!({"type": "string", "enum": countries, "description": "ISO 3166-1 alpha-2"});
+    let nullable_country = json!({"anyOf": [country, {"type": "null"}]});
+    let text = json!({"type": ["string", "null"]});
+    let time = json!({"type": "string", "format": "date-time"});
+    let nullable_time = json!({"type": ["string", "null"], "format": "date-time"});
+    // Digits with an optional decimal part; whole minor units unless
+    // `amount_unit` is `major`.
+    let amount_minor = json!({"anyOf": [
+        {"type": "integer", "minimum": 0},
+        {"type": "string", "pattern": "^[0-9]+$"}
+    ]});
+    let amount_major = json!({"anyOf": [
+        {"type": "integer", "minimum": 0},
+        {"type": "number", "minimum": 0},
+        {"type": "string", "pattern": "^[0-9]+(\\.[0-9]+)?$"}
+    ]});
+    let signal_detail = json!({"type": "object", "required": ["code", "weight", "description", "rule_id", "rule_version"], "properties": {
+        "code": {"type": "string"}, "weight": {"type": "integer", "minimum": 0}, "description": {"type": "string"},
+        "rule_id": {"type": "string"}, "rule_version": {"type": "string"}}});
+    let field_warning = json!({"type": "object", "required": ["field", "message"], "properties": {"field": {"type": "string"}, "message": {"type": "string"}}});
+    let echo_amount = json!({"type": "object", "required": ["minor", "major", "currency"], "properties": {"minor": {"type": "integer", "minimum": 0}, "major": {"type": "string"}, "currency": {"type": "string"}}});
+    let decision = json!({"type": "string", "enum": ["approve", "review", "challenge", "decline"]});
+    let mode = json!({"type": "string", "enum": ["active", "shadow"]});
+    let on_error = json!({"type": "string", "enum": ["ignore", "review", "decline"]});
+    let rule_record = json!({"type": "object", "required": ["rule_id", "rule_version", "digest", "mode", "outcome", "signals", "fuel_used", "duration_us", "peak_memory_bytes"], "properties": {
+        "rule_id": {"type": "string"}, "rule_version": {"type": "string"}, "digest": {"type": "string"}, "mode": mode,
+        "outcome": {"type": "string", "enum": ["ok", "rule_error", "errored"]}, "reason": text,
+        "signals": {"type": "array", "items": {"type": "string"}}, "signal_details": {"type": "array", "items": signal_detail},
+        "fuel_used": {"type": "integer"}, "duration_us": {"type": "integer"}, "peak_memory_bytes": {"type": "integer"},
+        "params": {}, "weights": {"type": "object"}, "on_error": on_error}});
+    let assess_common = json!({
+        "decision": decision, "risk_score": {"type": "integer", "minimum": 0, "maximum": 100},
+        "flow": {"type": "string", "enum": ["payout", "payin"]}, "signals": {"type": "array", "items": {"type": "string"}},
+        "signal_details": {"type": "array", "items": signal_detail},
+        "blocked_by": text, "session_id": {"type": "string", "pattern": "^ps_[0-9]+_[a-z0-9]{9}$"},
+        "field_warnings": {"type": "array", "items": field_warning},
+        "latency_ms": {"type": "number", "minimum": 0}, "amount": echo_amount, "payment_id": text});
+    let assess_required = [
+        "decision",
+        "risk_score",
+        "flow",
+        "signals",
+        "signal_details",
+        "blocked_by",
+        "session_id",
+        "field_warnings",
+        "latency_ms",
+        "amount",
+        "payment_id",
+    ];
+    let mut assess_response = assess_common.clone();
+    assess_response["idempotency_key"] = text.clone();
+    let mut simulation_response = assess_common;
+    simulation_response["simulated"] = json!({"const": true});
+    simulation_response["rule_overrides"] = json!({"type": "array", "items": {"type": "object", "required": ["rule_id", "version"], "properties": {"rule_id": {"type": "string"}, "version": {"type": "string"}}}});
+    simulation_response["rules"] = json!({"type": "array", "items": rule_record});
+    let assess_request_properties = json!({
+        "amount_unit": {"type": "string", "enum": ["minor", "major"], "default": "minor"},
+        "currency": currency,
+        "transaction_type": {"type": ["string", "null"]},
+        "beneficiary": {"type": "object", "properties": {"id": text, "name": text, "country": nullable_country, "clabe": text, "iban": text, "swift_bic": text, "account_hash": text},
+            "description": "at least one of id, name, country, clabe, iban, account_hash"},
+        "origin": {"type": ["object", "null"], "properties": {"account_id": text, "country": nullable_country}},
+        "payout": {"type": ["object", "null"], "properties": {"channel": {"type": ["string", "null"], "enum": ["spei", "wire", "api", "internal", null]}, "rail": {"type": ["string", "null"], "enum": ["spei", "wire", "api", "internal", null]}, "initiated_by": text, "first_to_beneficiary": {"type": ["boolean", "null"]}}},
+        "payment_id": text, "customer_id": text,
+        "idempotency_key": {"type": ["string", "null"], "maxLength": 255},
+        "metadata": {"type": ["object", "null"]}});
+    let mut with_overrides = assess_request_properties.clone();
+    with_overrides["rule_overrides"] = json!({"type": "array", "items": {"type": "object", "required": ["rule_id", "version"], "properties": {"rule_id": {"type": "string"}, "version": {"type": "string"}}}});
+    // `amount` depends on `amount_unit`.
+    let assess_request = |properties: Value| {
+        json!({"type": "object", "required": ["amount", "currency", "beneficiary"], "properties": properties,
+            "if": {"required": ["amount_unit"], "properties": {"amount_unit": {"const": "major"}}},
+            "then": {"properties": {"amount": amount_major}},
+            "else": {"properties": {"amount": amount_minor}},
+            "description": "Unknown fields are ignored. `amount`: digits with an optional decimal part (no exponent, sign, spaces or separators); with amount_unit minor (the default) a whole number, with major at most the currency's ISO 4217 decimals."})
+    };
+    let key = json!({"type": "object", "required": ["id", "name", "kind", "role", "permissions", "key_prefix", "rate_limit_per_minute", "rate_limit_per_day", "created_at", "last_used_at", "revoked_at", "is_active"], "properties": {
+        "id": {"type": "string"}, "name": text, "kind": {"type": "string", "enum": ["secret", "publishable", "ingest"]}, "role": text,
+        "permissions": {"type": "array", "items": {"type": "string"}}, "key_prefix": {"type": "string"},
+        "rate_limit_per_minute": {"type": ["integer", "null"]}, "rate_limit_per_day": {"type": ["integer", "null"]},
+        "created_at": time, "last_used_at": nullable_time, "revoked_at": nullable_time, "is_active": {"type": "boolean"}}});
+    let entry = json!({"type": "object", "required": ["id", "tenant_id", "list_type", "value", "flow_scope", "severity", "reason", "source", "is_active", "expires_at", "created_at", "updated_at"], "properties": {
+        "id": {"type": "string"}, "tenant_id": {"type": "string"}, "list_type": {"type": "string"}, "value": {"type": "string"},
+        "flow_scope": {"type": "string", "enum": FLOW_SCOPES}, "severity": {"type": "string", "enum": SEVERITIES}, "reason": text,
+        "source": {"type": "string", "enum": SOURCES}, "is_active": {"type": "boolean"}, "expires_at": nullable_time,
+        "created_at": time, "updated_at": time}});
+    let signing_key = json!({"type": "object", "required": ["id", "name", "public_key", "algorithm", "status", "created_by", "created_at", "revoked_at"], "properties": {
+        "id": {"type": "string"}, "name": {"type": "string"}, "public_key": {"type": "string"}, "algorithm": {"const": "ed25519"},
+        "status": {"type": "string", "enum": ["active", "revoked"]}, "created_by": {"type": "string"}, "created_at": time, "revoked_at": nullable_time}});
+    let stored_version = json!({"type": "object", "required": ["rule_id", "version", "digest", "signer", "uploaded_by", "size_bytes", "status", "manifest", "created_at"], "properties": {
+        "rule_id": {"type": "string"}, "version": {"type": "string"}, "digest": {"type": "string"}, "signer": {"type": "string"},
+        "uploaded_by": {"type": "string"}, "size_bytes": {"type": "integer"}, "status": {"type": "string", "enum": ["active", "shadow", "inactive"]},
+        "manifest": {"type": "object"}, "created_at": time}});
+    let version_view = json!({"type": "object", "required": ["rule_id", "version", "digest", "signer", "uploaded_by", "size_bytes", "status", "description", "flows", "signals", "params_schema", "default_params", "created_at"], "properties": {
+        "rule_id": {"type": "string"}, "version": {"type": "string"}, "digest": {"type": "string"}, "signer": {"type": "string"},
+        "uploaded_by": {"type": "string"}, "size_bytes": {"type": "integer"}, "status": {"type": "string", "enum": ["active", "shadow", "inactive"]},
+        "description": {"type": "string"}, "flows": {"type": "array", "items": {"type": "string"}}, "signals": {"type": "array"},
+        "params_schema": {}, "default_params": {"type": "object"}, "created_at": time}});
+    let running = json!({"type": "object", "required": ["active", "shadow"], "properties": {"active": text, "shadow": text}});
+    let comparable = json!({"type": "object", "required": ["decision", "risk_score", "blocked_by", "signals", "rules"], "properties": {
+        "decision": {"type": "string"}, "risk_score": {"type": "integer"}, "blocked_by": text,
+        "signals": {"type": "array", "items": {"type": "array", "prefixItems": [{"type": "string"}, {"type": "integer"}, {"type": "string"}], "minItems": 3, "maxItems": 3}},
+        "rules": {"type": "array", "items": {"type": "object", "required": ["rule_id", "digest", "mode", "outcome", "signals", "fuel_used"]}}}});
+    let step_config = json!({"type": "object", "required": ["rule_id"], "additionalProperties": false, "properties": {
+        "rule_id": {"type": "string"}, "enabled": {"type": "boolean", "default": true}, "params": {"type": "object"},
+        "weights": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0, "maximum": 100}}, "on_error": on_error}});
+    let thresholds = json!({"type": "object", "additionalProperties": false, "properties": {
+        "review": {"type": "integer", "minimum": 0, "maximum": 100}, "challenge": {"type": "integer", "minimum": 0, "maximum": 100}, "decline": {"type": "integer", "minimum": 0, "maximum": 100}},
+        "description": "review <= challenge <= decline <= 100"});
+    let pipeline_step = json!({"type": "object", "required": ["rule_id", "source", "version", "digest", "mode", "enabled", "params", "param_overrides", "ignored_param_overrides", "weights", "on_error", "signals"], "properties": {
+        "rule_id": {"type": "string"}, "source": {"type": "string", "enum": ["builtin", "tenant"]}, "version": {"type": "string"}, "digest": {"type": "string"},
+        "mode": mode, "enabled": {"type": "boolean"}, "params": {}, "param_overrides": {"type": "object"},
+        "ignored_param_overrides": {"type": "array", "items": {"type": "string"}}, "weights": {"type": "object"}, "on_error": on_error, "signals": {"type": "array"}}});
+    let error_codes = [
+        "VALIDATION_ERROR",
+        "INVALID_TYPE",
+        "INVALID_SEVERITY",
+        "BAD_REQUEST",
+        "UNAUTHORIZED",
+        "FORBIDDEN",
+        "SECRET_KEY_REQUIRED",
+        "PUBLIC_KEY_NOT_ALLOWED",
+        "NOT_FOUND",
+        "METHOD_NOT_ALLOWED",
+        "REQUEST_TIMEOUT",
+        "DUPLICATE",
+        "CONFLICT",
+        "IDEMPOTENCY_KEY_REUSED",
+        "INVALID_TRANSITION",
+        "ALREADY_SUBMITTED",
+        "PAYLOAD_TOO_LARGE",
+        "URI_TOO_LONG",
+        "UNSUPPORTED_MEDIA_TYPE",
+        "HEADERS_TOO_LARGE",
+        "RULE_REJECTED",
+        "RATE_LIMITED",
+        "INTERNAL_ERROR",
+        "NOT_IMPLEMENTED",
+        "HTTP_VERSION_NOT_SUPPORTED",
+        "ASSESS_MAINTENANCE",
+        "SERVER_BUSY",
+        "RATE_LIMIT_STORE_UNAVAILABLE",
+        "ASSESS_TIMEOUT",
+    ];
     vec![
         (
             "Error",
             json!({"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["code", "message", "details"], "properties": {
-            "code": {"type": "string", "enum": ["VALIDATION_ERROR", "INVALID_TYPE", "INVALID_SEVERITY", "UNAUTHORIZED", "FORBIDDEN", "SECRET_KEY_REQUIRED", "PUBLIC_KEY_NOT_ALLOWED", "NOT_FOUND", "METHOD_NOT_ALLOWED", "DUPLICATE", "IDEMPOTENCY_KEY_REUSED", "INVALID_TRANSITION", "PAYLOAD_TOO_LARGE", "RULE_REJECTED", "RATE_LIMITED", "INTERNAL_ERROR", "ASSESS_MAINTENANCE", "RATE_LIMIT_STORE_UNAVAILABLE", "ASSESS_TIMEOUT"]},
-            "message": {"type": "string"}, "details": {"type": "object"}}}}}),
+            "code": {"type": "string", "enum": error_codes}, "message": {"type": "string"}, "details": {"type": "object"}}}}}),
         ),
         (
             "AssessPayoutRequest",
-            json!({"type": "object", "required": ["amount", "currency", "beneficiary"], "properties": {
-            "amount": amount, "amount_unit": {"type": "string", "enum": ["minor", "major"], "default": "minor"},
-            "currency": {"type": "string", "description": "ISO 4217"},
-            "transaction_type": {"type": "string"},
-            "beneficiary": {"type": "object", "properties": {"id": {"type": "string"}, "name": {"type": "string"}, "country": {"type": "string", "description": "ISO 3166-1 alpha-2"}, "clabe": {"type": "string"}, "iban": {"type": "string"}, "swift_bic": {"type": "string"}, "account_hash": {"type": "string"}}},
-            "origin": {"type": "object", "properties": {"account_id": {"type": "string"}, "country": {"type": "string"}}},
-            "payout": {"type": "object", "properties": {"channel": {"type": "string", "enum": ["spei", "wire", "api", "internal"]}, "rail": {"type": "string"}, "initiated_by": {"type": "string"}, "first_to_beneficiary": {"type": "boolean"}}},
-            "payment_id": {"type": "string"}, "customer_id": {"type": "string"},
-            "idempotency_key": {"type": "string", "maxLength": 255},
-            "metadata": {"type": "object"}}}),
+            assess_request(assess_request_properties),
         ),
-        (
-            "SimulationRequest",
-            json!({"allOf": [{"$ref": "#/components/schemas/AssessPayoutRequest"}, {"type": "object", "properties": {
-            "rule_overrides": {"type": "array", "items": {"type": "object", "required": ["rule_id", "version"], "properties": {"rule_id": {"type": "string"}, "version": {"type": "string"}}}}}}]}),
-        ),
+        ("SimulationRequest", assess_request(with_overrides)),
         (
             "AssessResponse",
-            json!({"type": "object", "properties": {
-            "decision": {"type": "string", "enum": ["approve", "review", "challenge", "decline"]},
-            "risk_score": {"type": "integer", "minimum": 0, "maximum": 100},
-            "flow": {"type": "string"}, "signals": {"type": "array", "items": {"type": "string"}},
-            "signal_details": {"type": "array", "items": {"type": "object", "properties": {"code": {"type": "string"}, "weight": {"type": "integer"}, "description": {"type": "string"}, "rule_id": {"type": "string"}, "rule_version": {"type": "string"}}}},
-            "blocked_by": {"type": ["string", "null"]}, "session_id": {"type": "string", "pattern": "^ps_[0-9]+_[a-z0-9]{9}$"},
-            "field_warnings": {"type": "array", "items": {"type": "object", "properties": {"field": {"type": "string"}, "message": {"type": "string"}}}},
-            "latency_ms": {"type": "number"},
-            "amount": {"type": "object", "properties": {"minor": {"type": "integer"}, "major": {"type": "string"}, "currency": {"type": "string"}}},
-            "payment_id": {"type": ["string", "null"]}, "idempotency_key": {"type": ["string", "null"]},
-            "simulated": {"type": "boolean"}}}),
+            json!({"type": "object", "required": with_required(&assess_required, &["idempotency_key"]), "properties": assess_response}),
+        ),
+        (
+            "SimulationResponse",
+            json!({"type": "object", "required": with_required(&assess_required, &["simulated", "rule_overrides", "rules"]), "properties": simulation_response}),
+        ),
+        (
+            "Catalog",
+            json!({"type": "object", "required": ["version", "flow", "endpoint", "amount", "required_fields", "recommended_fields", "channel_values", "signals", "thresholds", "idempotency", "resilience", "field_warnings"]}),
+        ),
+        (
+            "Explanation",
+            json!({"type": "object", "required": ["session_id", "flow", "decision", "risk_score", "created_at", "thresholds", "rules", "input", "context", "response"], "properties": {
+            "session_id": {"type": "string"}, "flow": {"type": "string"}, "decision": decision, "risk_score": {"type": "integer"}, "created_at": time,
+            "thresholds": {}, "rules": {"type": "array", "items": {"type": "object", "required": ["rule_id", "version", "digest", "mode", "outcome", "reason", "signals", "counted", "fuel_used", "duration_us", "peak_memory_bytes", "params", "weights", "on_error"],
+                "properties": {"mode": mode, "counted": {"type": "boolean"}, "signals": {"type": "array", "items": signal_detail}}}},
+            "input": {"type": "object"}, "context": {"type": "object"}, "response": {"type": "object"}}}),
+        ),
+        (
+            "ReplayReport",
+            json!({"type": "object", "required": ["session_id", "identical", "differences", "original", "replayed"], "properties": {
+            "session_id": {"type": "string"}, "identical": {"type": "boolean"}, "differences": {"type": "array", "items": {"type": "string"}},
+            "original": comparable, "replayed": comparable}}),
         ),
         (
             "KeyRequest",
-            json!({"type": "object", "properties": {"name": {"type": "string"}, "role": {"type": "string", "enum": ["admin", "analyst", "compliance_officer", "integration"]}, "permissions": {"type": "array", "items": {"type": "string"}}, "kind": {"type": "string", "enum": ["secret", "publishable", "ingest"]}, "rate_limit_per_minute": {"type": ["integer", "null"]}, "rate_limit_per_day": {"type": ["integer", "null"]}}}),
+            json!({"type": "object", "properties": {"name": {"type": "string"}, "role": {"type": "string", "enum": ["admin", "analyst", "compliance_officer", "integration"]}, "permissions": {"type": "array", "items": {"type": "string"}}, "kind": {"type": "string", "enum": ["secret", "publishable", "ingest"]}, "rate_limit_per_minute": {"type": ["integer", "null"], "minimum": 1}, "rate_limit_per_day": {"type": ["integer", "null"], "minimum": 1}},
+            "description": "role or permissions; unknown fields are ignored"}),
+        ),
+        ("Key", key.clone()),
+        (
+            "KeyList",
+            json!({"type": "object", "required": ["data"], "properties": {"data": {"type": "array", "items": key}}}),
+        ),
+        (
+            "CreatedKey",
+            json!({"type": "object", "required": ["id", "tenant_id", "api_key", "kind", "role", "permissions", "rate_limit_per_minute", "rate_limit_per_day"], "properties": {
+            "id": {"type": "string"}, "tenant_id": {"type": "string"}, "api_key": {"type": "string", "description": "shown once"},
+            "kind": {"type": "string"}, "role": text, "permissions": {"type": "array", "items": {"type": "string"}},
+            "rate_limit_per_minute": {"type": ["integer", "null"]}, "rate_limit_per_day": {"type": ["integer", "null"]}}}),
+        ),
+        (
+            "KeyRevoked",
+            json!({"type": "object", "required": ["id", "revoked"], "properties": {"id": {"type": "string"}, "revoked": {"const": true}}}),
         ),
         (
             "BlocklistEntryRequest",
-            json!({"type": "object", "required": ["list_type", "value"], "properties": {"list_type": {"type": "string"}, "value": {"type": "string"}, "flow_scope": {"type": "string", "enum": ["payout", "payin", "all"]}, "severity": {"type": "string", "enum": ["block", "flag", "review"]}, "reason": {"type": "string"}, "source": {"type": "string"}, "expires_at": {"type": "string", "format": "date-time"}}}),
+            json!({"type": "object", "required": ["list_type", "value"], "properties": {"list_type": {"type": "string", "enum": list_types}, "value": {"type": "string"}, "flow_scope": {"type": "string", "enum": FLOW_SCOPES}, "severity": {"type": "string", "enum": SEVERITIES}, "reason": text, "source": {"type": "string", "enum": SOURCES}, "expires_at": nullable_time},
+            "description": "unknown fields are ignored"}),
+        ),
+        (
+            "BlocklistPatch",
+            json!({"type": "object", "properties": {"id": {"type": "string", "description": "only in the compatibility form (PATCH /api/v1/blocklists)"}, "severity": {"type": "string", "enum": SEVERITIES}, "flow_scope": {"type": "string", "enum": FLOW_SCOPES}, "reason": text, "is_active": {"type": "boolean"}, "expires_at": nullable_time}}),
+        ),
+        ("BlocklistEntry", entry.clone()),
+        (
+            "BlocklistPage",
+            json!({"type": "object", "required": ["data", "next_cursor", "has_more"], "properties": {"data": {"type": "array", "items": entry}, "next_cursor": text, "has_more": {"type": "boolean"}}}),
+        ),
+        (
+            "Deleted",
+            json!({"type": "object", "required": ["id", "deleted"], "properties": {"id": {"type": "string"}, "deleted": {"const": true}}}),
         ),
         (
             "SigningKeyRequest",
-            json!({"type": "object", "required": ["name", "public_key"], "properties": {"name": {"type": "string"}, "public_key": {"type": "string", "description": "ed25519 public key, base64 of 32 bytes"}}}),
+            json!({"type": "object", "required": ["name", "public_key"], "additionalProperties": false, "properties": {"name": {"type": "string"}, "public_key": {"type": "string", "description": "ed25519 public key, base64 of 32 bytes"}}}),
+        ),
+        ("SigningKey", signing_key.clone()),
+        (
+            "SigningKeyList",
+            json!({"type": "object", "required": ["data"], "properties": {"data": {"type": "array", "items": signing_key}}}),
         ),
         (
+            "RuleList",
+            json!({"type": "object", "required": ["data"], "properties": {"data": {"type": "array", "items": {"type": "object", "required": ["rule_id", "source", "active_version", "mode", "versions"], "properties": {
+            "rule_id": {"type": "string"}, "source": {"type": "string", "enum": ["builtin", "tenant"]}, "active_version": text, "shadow_version": text,
+            "mode": {"type": "string", "enum": ["active", "shadow", "inactive"]}, "versions": {"type": "array", "items": {"type": "string"}}}}}}}),
+        ),
+        (
+            "RuleVersions",
+            json!({"type": "object", "required": ["rule_id", "active_version", "shadow_version", "data"], "properties": {"rule_id": {"type": "string"}, "active_version": text, "shadow_version": text, "data": {"type": "array", "items": stored_version}}}),
+        ),
+        ("RuleVersion", version_view),
+        (
             "ActivateRequest",
-            json!({"type": "object", "properties": {"mode": {"type": "string", "enum": ["active", "shadow"], "default": "active"}}}),
+            json!({"type": "object", "additionalProperties": false, "properties": {"mode": {"type": "string", "enum": ["active", "shadow"], "default": "active"}}}),
+        ),
+        (
+            "Activation",
+            json!({"type": "object", "required": ["rule_id", "version", "digest", "mode", "status", "activated_at", "previous", "moved_from", "running"], "properties": {
+            "rule_id": {"type": "string"}, "version": {"type": "string"}, "digest": {"type": "string"}, "mode": mode, "status": mode, "activated_at": time,
+            "previous": {"type": ["object", "null"], "properties": {"version": {"type": "string"}, "mode": mode}}, "moved_from": {"anyOf": [mode, {"type": "null"}]}, "running": running}}),
+        ),
+        (
+            "Deactivation",
+            json!({"type": "object", "required": ["rule_id", "version", "previous_mode", "status", "stopped", "deactivated_at"], "properties": {
+            "rule_id": {"type": "string"}, "version": {"type": "string"}, "previous_mode": mode, "status": {"const": "inactive"},
+            "stopped": {"type": "array", "items": {"type": "object", "required": ["version", "mode"]}}, "deactivated_at": time}}),
         ),
         (
             "BacktestRequest",
-            json!({"type": "object", "properties": {"limit": {"type": "integer", "minimum": 1, "maximum": 10000, "default": 1000}, "since": {"type": "string", "format": "date-time"}}}),
+            json!({"type": "object", "additionalProperties": false, "properties": {"limit": {"type": "integer", "minimum": 1, "maximum": 10000, "default": 1000}, "since": {"type": "string", "format": "date-time"}}}),
+        ),
+        (
+            "Backtest",
+            json!({"type": "object", "required": ["rule_id", "version", "digest", "params", "ignored_param_overrides", "since", "limit", "evaluated", "changed", "errors", "matrix", "sample_changed_session_ids", "duration_ms"], "properties": {
+            "rule_id": {"type": "string"}, "version": {"type": "string"}, "digest": {"type": "string"}, "params": {},
+            "ignored_param_overrides": {"type": "array", "items": {"type": "string"}}, "since": text, "limit": {"type": "integer"},
+            "evaluated": {"type": "integer"}, "changed": {"type": "integer"}, "errors": {"type": "integer"},
+            "matrix": {"type": "object", "additionalProperties": {"type": "object", "additionalProperties": {"type": "integer"}}},
+            "sample_changed_session_ids": {"type": "array", "items": {"type": "string"}}, "duration_ms": {"type": "integer"}}}),
         ),
         (
             "PipelineRequest",
-            json!({"type": "object", "required": ["payout"], "properties": {"payout": {"type": "object", "required": ["rules"], "properties": {
-            "rules": {"type": "array", "items": {"type": "object", "required": ["rule_id"], "properties": {"rule_id": {"type": "string"}, "enabled": {"type": "boolean"}, "params": {"type": "object"}, "weights": {"type": "object", "additionalProperties": {"type": "integer", "maximum": 100}}, "on_error": {"type": "string", "enum": ["ignore", "review", "decline"]}}}},
-            "thresholds": {"type": "object", "properties": {"review": {"type": "integer"}, "challenge": {"type": "integer"}, "decline": {"type": "integer"}}},
+            json!({"type": "object", "required": ["payout"], "additionalProperties": false, "properties": {"payout": {"type": "object", "required": ["rules"], "additionalProperties": false, "properties": {
+            "rules": {"type": "array", "items": step_config},
+            "thresholds": thresholds,
             "deadline_ms": {"type": "integer", "minimum": 10, "maximum": 10000},
-            "high_risk_countries": {"type": "object", "properties": {"black_list": {"type": "array", "items": {"type": "string"}}, "grey_list": {"type": "array", "items": {"type": "string"}}}},
-            "cross_border_thresholds": {"type": "object", "additionalProperties": {"type": "string"}}}}}}),
+            "high_risk_countries": {"type": "object", "additionalProperties": false, "properties": {"black_list": {"type": "array", "items": country}, "grey_list": {"type": "array", "items": country}}},
+            "cross_border_thresholds": {"type": "object", "propertyNames": {"enum": currencies}, "additionalProperties": {"type": "string", "pattern": "^[0-9]+(\\.[0-9]+)?$"}}}}}}),
+        ),
+        (
+            "Pipeline",
+            json!({"type": "object", "required": ["payout", "activations", "revision"], "properties": {
+            "payout": {"type": "object", "required": ["rules", "disabled_rules", "thresholds", "deadline_ms", "high_risk_countries", "cross_border_thresholds", "customized"], "properties": {
+                "rules": {"type": "array", "items": pipeline_step}, "disabled_rules": {"type": "array"}, "thresholds": {"type": "object"},
+                "deadline_ms": {"type": "integer"}, "high_risk_countries": {"type": "object"}, "cross_border_thresholds": {}, "customized": {"type": "boolean"}}},
+            "activations": {"type": "array", "items": {"type": "object", "required": ["rule_id", "version", "mode", "digest"]}},
+            "revision": {"type": "integer"}}}),
+        ),
+        (
+            "AuditPage",
+            json!({"type": "object", "required": ["data", "has_more", "next_after"], "properties": {"data": {"type": "array", "items": {"type": "object", "required": ["seq", "at", "actor", "action", "subject", "details", "prev_hash", "hash"], "properties": {
+            "seq": {"type": "integer"}, "at": time, "actor": {"type": "string"}, "action": {"type": "string"}, "subject": {"type": "string"}, "details": {},
+            "prev_hash": {"type": "string"}, "hash": {"type": "string"}}}}, "has_more": {"type": "boolean"}, "next_after": {"type": ["integer", "null"]}}}),
         ),
         (
             "RuleUpload",
@@ -475,9 +714,32 @@ fn schemas() -> Vec<(&'static str, Value)> {
         ),
         (
             "TenantRequest",
-            json!({"type": "object", "required": ["name", "organization_type"], "properties": {"name": {"type": "string"}, "organization_type": {"type": "string", "enum": ["banco", "psp", "comercio"]}, "rate_limit_per_minute": {"type": ["integer", "null"]}}}),
+            json!({"type": "object", "required": ["name", "organization_type"], "additionalProperties": false, "properties": {"name": {"type": "string"}, "organization_type": {"type": "string", "enum": ["banco", "psp", "comercio"]}, "rate_limit_per_minute": {"type": ["integer", "null"], "minimum": 1}}}),
         ),
-        ("Object", json!({"type": "object"})),
+        (
+            "TenantCreated",
+            json!({"type": "object", "required": ["tenant_id", "name", "organization_type", "created_at", "api_key", "api_key_id"], "properties": {
+            "tenant_id": {"type": "string"}, "name": {"type": "string"}, "organization_type": {"type": "string"}, "created_at": time,
+            "api_key": {"type": "string", "description": "shown once"}, "api_key_id": {"type": "string"}}}),
+        ),
+        (
+            "TenantList",
+            json!({"type": "object", "required": ["data"], "properties": {"data": {"type": "array", "items": {"type": "object", "required": ["tenant_id", "name", "organization_type", "created_at"]}}}}),
+        ),
+        (
+            "Health",
+            json!({"type": "object", "required": ["status", "version"], "properties": {"status": {"const": "ok"}, "version": {"type": "string"}}}),
+        ),
+        (
+            "Ready",
+            json!({"type": "object", "required": ["status", "database", "durability", "rate_limit_store", "rules_loaded"], "properties": {
+            "status": {"const": "ready"}, "database": {"type": "string"}, "durability": {"type": "string"},
+            "rate_limit_store": {"type": "object", "required": ["kind", "status"]}, "rules_loaded": {"type": "integer"}}}),
+        ),
+        (
+            "OpenApiDocument",
+            json!({"type": "object", "required": ["openapi", "info", "paths"]}),
+        ),
         ("Text", json!({"type": "string"})),
     ]
 }
@@ -491,7 +753,9 @@ fn status_text(code: u16) -> &'static str {
         403 => "The key lacks the permission",
         404 => "Not found (or another tenant's)",
         409 => "Conflict",
-        413 => "Body too large",
+        408 => "The body did not arrive within the body timeout",
+        413 => "Body too large (refused from Content-Length before it is read)",
+        415 => "The body is not JSON (`Content-Type: application/json`)",
         429 => "Rate limited (see Retry-After)",
         503 => {
             "Unavailable (`ASSESS_MAINTENANCE`, or `RATE_LIMIT_STORE_UNAVAILABLE` for a rate-limited key while the shared store is down)"
@@ -501,8 +765,95 @@ fn status_text(code: u16) -> &'static str {
     }
 }
 
-/// Builds the document.
-pub fn document() -> OpenApi {
+/// The error statuses an operation can answer: the ones that follow from
+/// how it is called, then `default` (any other error, e.g. 408 or 431
+/// from the connection layer, still carries the error body).
+fn error_statuses(o: &Operation) -> Vec<&'static str> {
+    let mut codes = vec!["400"];
+    if let Some(p) = o.permission {
+        codes.extend(["401", "403"]);
+        if p != "operator token" {
+            // Keys are rate limited; the shared limit store may be down.
+            codes.extend(["429", "503"]);
+        }
+        if o.path.contains('{') {
+            codes.push("404");
+        }
+    }
+    if o.body.is_some() {
+        codes.extend(["408", "413", "415"]);
+    }
+    let conflicts = matches!(
+        (o.method, o.path),
+        ("POST", "/api/v1/assess/payout")
+            | ("POST", "/api/v1/keys")
+            | ("POST", "/api/v1/blocklists")
+            | ("POST", "/api/v1/signing-keys")
+            | ("POST", "/api/v1/rules")
+            | (
+                "POST",
+                "/api/v1/rules/{rule_id}/versions/{version}/activate"
+            )
+            | (
+                "POST",
+                "/api/v1/rules/{rule_id}/versions/{version}/deactivate"
+            )
+    );
+    if conflicts {
+        codes.push("409");
+    }
+    if matches!(
+        o.path,
+        "/api/v1/assess/payout" | "/api/v1/simulation/payout"
+    ) && o.method == "POST"
+    {
+        codes.push("504");
+    }
+    codes.push("default");
+    codes
+}
+
+/// The query parameters of the operations that take any.
+fn query_parameters(o: &Operation) -> &'static [(&'static str, &'static str)] {
+    match (o.method, o.path) {
+        ("GET", "/api/v1/blocklists") => &[
+            ("list_type", "only this list type"),
+            ("flow_scope", "`payin`, `payout` or `all`"),
+            ("is_active", "`true` or `false`"),
+            ("q", "values containing this text"),
+            ("limit", "1 to 500 (default 50)"),
+            ("cursor", "`next_cursor` of the previous page"),
+        ],
+        ("GET", "/api/v1/audit") => &[
+            ("after", "a `seq`: entries after it"),
+            ("limit", "1 to 500 (default 100)"),
+            ("action", "only this action, e.g. `rule.activated`"),
+        ],
+        _ => &[],
+    }
+}
+
+fn status_text_for(code: &str) -> &'static str {
+    code.parse()
+        .map_or("Any other error (same body)", status_text)
+}
+
+fn error_response(description: &str) -> utoipa::openapi::Response {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Error")))
+                .build(),
+        )
+        .build()
+}
+
+/// Builds the document: operations with `utoipa`'s typed model, component
+/// schemas as plain JSON Schema 2020-12 (the dialect of OpenAPI 3.1; the
+/// typed model cannot hold `if`/`then`, `const` or `prefixItems`).
+pub fn document() -> Value {
     let mut paths = PathsBuilder::new();
     for o in OPERATIONS {
         let method = match o.method {
@@ -555,10 +906,11 @@ pub fn document() -> OpenApi {
                     .build(),
             ));
         }
-        let ok_type = if o.ok.1 == "Text" {
-            "text/plain"
-        } else {
-            "application/json"
+        // Text and HTML pages are declared with their own media types.
+        let (ok_type, ok_schema) = match o.ok.1 {
+            "Text" => ("text/plain", "Text"),
+            "Html" => ("text/html", "Text"),
+            schema => ("application/json", schema),
         };
         b = b.response(
             o.ok.0.to_string(),
@@ -567,20 +919,28 @@ pub fn document() -> OpenApi {
                 .content(
                     ok_type,
                     ContentBuilder::new()
-                        .schema(Some(Ref::from_schema_name(o.ok.1)))
+                        .schema(Some(Ref::from_schema_name(ok_schema)))
                         .build(),
                 ),
         );
-        let mut errors: Vec<u16> = vec![400];
+        for code in error_statuses(o) {
+            b = b.response(code, error_response(status_text_for(code)));
+        }
+        for &(name, description) in query_parameters(o) {
+            b = b.parameter(
+                ParameterBuilder::new()
+                    .name(name)
+                    .parameter_in(ParameterIn::Query)
+                    .description(Some(description))
+                    .required(utoipa::openapi::Required::False)
+                    .schema(Some(RefOr::T(Schema::Object(
+                        utoipa::openapi::ObjectBuilder::new()
+                            .schema_type(utoipa::openapi::schema::Type::String)
+                            .build(),
+                    )))),
+            );
+        }
         if let Some(p) = o.permission {
-            errors.extend([401, 403]);
-            if p != "operator token" {
-                // Keys are rate limited; the shared limit store may be down.
-                errors.extend([429, 503]);
-            }
-            if o.path.contains('{') {
-                errors.push(404);
-            }
             b = b
                 .security(SecurityRequirement::new("bearer", Vec::<String>::new()))
                 .description(Some(if p == "operator token" {
@@ -589,35 +949,15 @@ pub fn document() -> OpenApi {
                     format!("Needs a secret key with `{p}`.")
                 }));
         }
-        if o.path == "/api/v1/assess/payout" && o.method == "POST" {
-            errors.extend([409, 413, 504]);
-        }
-        for code in errors {
-            b = b.response(
-                code.to_string(),
-                ResponseBuilder::new()
-                    .description(status_text(code))
-                    .content(
-                        "application/json",
-                        ContentBuilder::new()
-                            .schema(Some(Ref::from_schema_name("Error")))
-                            .build(),
-                    ),
-            );
-        }
         paths = paths.path(o.path, PathItem::new(method, b.build()));
     }
-    let mut components = utoipa::openapi::ComponentsBuilder::new().security_scheme(
-        "bearer",
-        SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
-    );
-    for (name, schema) in schemas() {
-        match serde_json::from_value::<Schema>(schema) {
-            Ok(s) => components = components.schema(name, s),
-            Err(e) => tracing::error!(schema = name, error = %e, "invalid OpenAPI schema"),
-        }
-    }
-    OpenApiBuilder::new()
+    let components = utoipa::openapi::ComponentsBuilder::new()
+        .security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        )
+        .build();
+    let typed: OpenApi = OpenApiBuilder::new()
         .info(
             utoipa::openapi::InfoBuilder::new()
                 .title("aduana")
@@ -629,13 +969,21 @@ pub fn document() -> OpenApi {
                 .build(),
         )
         .paths(paths.build())
-        .components(Some(components.build()))
-        .build()
+        .components(Some(components))
+        .build();
+    let mut doc = serde_json::to_value(typed).unwrap_or_else(|_| json!({}));
+    doc["components"]["schemas"] = Value::Object(
+        schemas()
+            .into_iter()
+            .map(|(name, schema)| (name.to_owned(), schema))
+            .collect(),
+    );
+    doc
 }
 
 fn document_json() -> &'static str {
     static DOC: OnceLock<String> = OnceLock::new();
-    DOC.get_or_init(|| document().to_json().unwrap_or_else(|_| "{}".to_owned()))
+    DOC.get_or_init(|| document().to_string())
 }
 
 async fn spec() -> Response {
@@ -662,8 +1010,13 @@ const DOCS_HTML: &str = include_str!("docs.html");
 mod tests {
     #[test]
     fn every_schema_is_valid() {
-        for (name, schema) in super::schemas() {
-            if let Err(e) = serde_json::from_value::<super::Schema>(schema) {
+        let doc = super::document();
+        for (name, _) in super::schemas() {
+            let root = serde_json::json!({
+                "$ref": format!("#/components/schemas/{name}"),
+                "components": doc["components"],
+            });
+            if let Err(e) = jsonschema::draft202012::new(&root) {
                 panic!("schema {name}: {e}");
             }
         }
@@ -671,7 +1024,7 @@ mod tests {
 
     #[test]
     fn every_schema_reference_resolves() {
-        let doc = serde_json::to_value(super::document()).unwrap_or_default();
+        let doc = super::document();
         let text = doc.to_string();
         for part in text.split("#/components/schemas/").skip(1) {
             let name: String = part.chars().take_while(|c| c.is_alphanumeric()).collect();

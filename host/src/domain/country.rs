@@ -5,6 +5,19 @@
 pub struct Country(String);
 
 impl Country {
+    /// Every code [`Country::parse`] accepts, uppercase, sorted (for the
+    /// OpenAPI document).
+    pub fn codes() -> Vec<&'static str> {
+        let mut codes: Vec<&'static str> = celes::Country::get_countries()
+            .iter()
+            .map(|c| c.alpha2)
+            .filter(|code| Self::parse(code).is_some())
+            .collect();
+        codes.sort_unstable();
+        codes.dedup();
+        codes
+    }
+
     /// Accepts any case; `None` when not an assigned alpha-2 code.
     pub fn parse(s: &str) -> Option<Self> {
         let upper = s.trim().to_ascii_uppercase();

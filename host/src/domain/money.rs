@@ -26,6 +26,18 @@ impl Currency {
     pub fn code(&self) -> &str {
         &self.code
     }
+
+    /// Every code [`Currency::parse`] accepts, uppercase, sorted (for the
+    /// OpenAPI document).
+    pub fn codes() -> Vec<&'static str> {
+        use iso_currency::IntoEnumIterator as _;
+        let mut codes: Vec<&'static str> = iso_currency::Currency::iter()
+            .map(|c| c.code())
+            .filter(|code| Self::parse(code).is_some())
+            .collect();
+        codes.sort_unstable();
+        codes
+    }
     pub fn exponent(&self) -> u8 {
         self.exponent
     }
