@@ -536,12 +536,36 @@ pub async fn spawn_node_with(
     data_dir: &std::path::Path,
     env: &[(&str, &str)],
 ) -> (tokio::process::Child, String) {
+    spawn_node_under(t, data_dir, env, &[]).await
+}
+
+/// [`spawn_node_with`], run under `wrapper` (e.g. `["prlimit",
+/// "--nofile=1024:1024", "--"]`) when it is not empty.
+pub async fn spawn_node_under(
+    t: &TestApp,
+    data_dir: &std::path::Path,
+    env: &[(&str, &str)],
+    wrapper: &[&str],
+) -> (tokio::process::Child, String) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .expect("port")
         .local_addr()
         .expect("addr")
         .port();
-    let child = cli(t)
+    let mut cmd = match wrapper.split_first() {
+        None => cli(t),
+        Some((program, args)) => {
+            let mut c = tokio::process::Command::new(program);
+            c.args(args).arg(env!("CARGO_BIN_EXE_aduana"));
+            c.env("ADUANA_LOG", "warn");
+            match &t.database_url {
+                Some(url) => c.env("DATABASE_URL", url),
+                None => c.env_remove("DATABASE_URL"),
+            };
+            c
+        }
+    };
+    let child = cmd
         .arg("serve")
         .env("ADUANA_DATA_DIR", data_dir)
         .env("ADUANA_LISTEN", format!("127.0.0.1:{port}"))

@@ -221,39 +221,15 @@ async fn half_sent_requests_cannot_starve_the_server() {
     let _ = rlimit::increase_nofile_limit(8192);
     let t = TestApp::start(Db::Sqlite).await;
     let a = t.tenant().await;
-    let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let bin = env!("CARGO_BIN_EXE_aduana");
-    let _node = tokio::process::Command::new("prlimit")
-        .args(["--nofile=1024:1024", "--", bin, "serve"])
-        .env("ADUANA_DATA_DIR", &t.data_dir)
-        .env("ADUANA_LISTEN", format!("127.0.0.1:{port}"))
-        .env("ADUANA_LOG", "warn")
-        .env_remove("DATABASE_URL")
-        .current_dir(dir.path())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("prlimit and aduana");
-    let addr = format!("127.0.0.1:{port}");
-    let base = format!("http://{addr}");
-    let ready = Instant::now();
-    while t
-        .client
-        .get(format!("{base}/api/v1/health/ready"))
-        .send()
-        .await
-        .map(|r| r.status() != 200)
-        .unwrap_or(true)
-    {
-        assert!(ready.elapsed() < Duration::from_secs(30), "never ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    // One process, allowed 1,024 descriptors (it cannot raise that).
+    let (_node, base) = crate::common::spawn_node_under(
+        &t,
+        &t.data_dir,
+        &[],
+        &["prlimit", "--nofile=1024:1024", "--"],
+    )
+    .await;
+    let addr = host_of(&base);
     let mut slow = Vec::new();
     for _ in 0..1_100 {
         let Ok(mut s) = TcpStream::connect(&addr).await else {
