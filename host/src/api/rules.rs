@@ -472,23 +472,20 @@ struct Running {
 
 impl Running {
     fn of(activations: &[ActivationRecord], rule_id: &str) -> Self {
-        let mut running = Self::default();
-        for a in activations.iter().filter(|a| a.rule_id == rule_id) {
-            match Mode::parse(&a.mode) {
-                Some(Mode::Active) => running.active = Some(a.version.clone()),
-                Some(Mode::Shadow) => running.shadow = Some(a.version.clone()),
-                None => {}
-            }
-        }
-        running
+        Self::from_pairs(
+            activations
+                .iter()
+                .filter(|a| a.rule_id == rule_id)
+                .map(|a| (a.version.as_str(), a.mode.as_str())),
+        )
     }
 
-    fn from_pairs(pairs: &[(String, String)]) -> Self {
+    fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
         let mut running = Self::default();
         for (version, mode) in pairs {
             match Mode::parse(mode) {
-                Some(Mode::Active) => running.active = Some(version.clone()),
-                Some(Mode::Shadow) => running.shadow = Some(version.clone()),
+                Some(Mode::Active) => running.active = Some(version.to_owned()),
+                Some(Mode::Shadow) => running.shadow = Some(version.to_owned()),
                 None => {}
             }
         }
@@ -663,7 +660,7 @@ async fn activate(
         "previous": change.replaced.map(|version| json!({ "version": version, "mode": mode.as_str() })),
         // The mode this version held until now (e.g. promoted from shadow).
         "moved_from": change.moved_from,
-        "running": Running::from_pairs(&change.running).view(),
+        "running": Running::from_pairs(change.running.iter().map(|(v, m)| (v.as_str(), m.as_str()))).view(),
     })))
 }
 

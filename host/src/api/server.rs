@@ -477,11 +477,11 @@ impl TrackedStream {
     }
 
     /// Whether `buf` is a response hyper wrote on its own: no router call
-    /// since the head began, and a status line.
+    /// since the head began, and a status line (`HTTP/1.x NNN`).
     fn is_hyper_error(&self, buf: &[u8]) -> bool {
         self.conn.phase.load(Ordering::Acquire) != BUSY
             && self.conn.calls.load(Ordering::Acquire) == self.calls_at_head
-            && buf.starts_with(b"HTTP/1.1 ")
+            && buf.starts_with(b"HTTP/1.")
     }
 
     fn drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
