@@ -14,7 +14,6 @@ pub mod app;
 pub mod builtins;
 pub mod config;
 pub mod domain;
-pub mod kit;
 pub mod pipeline;
 pub mod registry;
 pub mod replay;

@@ -1,13 +1,12 @@
 //! The `aduana` binary: `serve`, `migrate`, `tenant create`, `key create`,
-//! `replay`, `audit verify`, and the rule-author kit (`keygen`, `rule
-//! new|build|test|sign|upload`).
+//! `replay`, `audit verify`; `keygen` and `rule new|build|test|sign|upload`
+//! run the rule-author kit, `aduana-kit` (its own crate, `kit/`).
 use std::path::PathBuf;
 
 use aduana_host::{
     App, Config,
     api::keys::{KeyRequest, create_key},
     domain::{ids::object_id, now_ms},
-    kit,
     store::{Store, Tenant},
 };
 use anyhow::Context as _;
@@ -59,16 +58,17 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
-    /// Generate an ed25519 signing key pair: `<out>.key` (secret, 0600) and
-    /// `<out>.pub` (register it with POST /api/v1/signing-keys).
+    /// Generate an ed25519 signing key pair (runs `aduana-kit keygen`).
+    #[command(disable_help_flag = true)]
     Keygen {
-        #[arg(long, default_value = "aduana-signing")]
-        out: PathBuf,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
     },
-    /// Write, build, test, sign and upload rules.
+    /// Write, build, test, sign and upload rules (runs `aduana-kit rule …`).
+    #[command(disable_help_flag = true)]
     Rule {
-        #[command(subcommand)]
-        command: RuleCommand,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
     },
 }
 
@@ -78,65 +78,6 @@ enum AuditCommand {
     Verify {
         #[arg(long)]
         tenant: Option<String>,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-enum RuleCommand {
-    /// Scaffold a rule crate (fixtures folder and snapshot test included).
-    New {
-        name: String,
-        #[arg(long, default_value = ".")]
-        dir: PathBuf,
-        /// The guest SDK the crate depends on: the `guest-sdk` folder of an
-        /// aduana checkout. Unset: the SDK bundled with this binary,
-        /// unpacked under `$XDG_DATA_HOME/aduana` (or `~/.local/share/aduana`).
-        #[arg(long, env = "ADUANA_GUEST_SDK")]
-        sdk: Option<PathBuf>,
-    },
-    /// Build the rule crate into a component at `dist/<name>.wasm`.
-    Build {
-        #[arg(long, default_value = ".")]
-        path: PathBuf,
-    },
-    /// Build, then run the component in the real sandbox on
-    /// `fixtures/*.json`, snapshot each output (insta) and report fuel and
-    /// memory. `--accept` writes new or changed snapshots.
-    Test {
-        #[arg(long, default_value = ".")]
-        path: PathBuf,
-        /// Test this component instead of building.
-        #[arg(long)]
-        component: Option<PathBuf>,
-        #[arg(long)]
-        accept: bool,
-    },
-    /// Sign a component with a secret key file; writes `<component>.sig`.
-    Sign {
-        component: PathBuf,
-        #[arg(long)]
-        key: PathBuf,
-    },
-    /// Upload a signed component (and optionally activate it).
-    Upload {
-        component: PathBuf,
-        #[arg(long, env = "ADUANA_URL", default_value = "http://127.0.0.1:8080")]
-        url: String,
-        #[arg(long, env = "ADUANA_API_KEY", hide_env_values = true)]
-        api_key: String,
-        /// The signing key id (`sgk_…`) registered with the server.
-        #[arg(long)]
-        key_id: String,
-        /// Defaults to `<component>.sig`.
-        #[arg(long)]
-        signature: Option<PathBuf>,
-        /// Extra manifest fields (params_schema); defaults to
-        /// `aduana-rule.json` next to the crate's `dist/`.
-        #[arg(long)]
-        manifest: Option<PathBuf>,
-        /// Activate after upload: `active` or `shadow`.
-        #[arg(long, value_parser = ["active", "shadow"])]
-        activate: Option<String>,
     },
 }
 
@@ -191,105 +132,50 @@ fn parse_rate(s: &str) -> Result<RateArg, String> {
     }
 }
 
-async fn rule_command(command: RuleCommand) -> anyhow::Result<()> {
-    match command {
-        RuleCommand::New { name, dir, sdk } => {
-            let sdk = kit::resolve_sdk(sdk.as_deref())?;
-            let root = kit::scaffold(&name, &dir, &sdk)?;
-            println!("created {}", root.display());
-            println!("guest SDK: {}", sdk.display());
-            println!("next: cd {} && aduana rule test --accept", root.display());
-        }
-        RuleCommand::Build { path } => {
-            let out = kit::build(&path)?;
-            println!("{}", out.display());
-        }
-        RuleCommand::Test {
-            path,
-            component,
-            accept,
-        } => {
-            if accept && std::env::var("INSTA_UPDATE").as_deref() != Ok("always") {
-                // insta reads its mode from the environment: re-run ourselves
-                // with it set rather than mutate this process's environment.
-                let status = std::process::Command::new(std::env::current_exe()?)
-                    .args(std::env::args_os().skip(1))
-                    .env("INSTA_UPDATE", "always")
-                    .env_remove("CI")
-                    .status()?;
-                std::process::exit(status.code().unwrap_or(1));
-            }
-            let component = match component {
-                Some(c) => c,
-                None => kit::build(&path)?,
-            };
-            let (runs, budget) = kit::test(&path, &component)?;
-            let mut failed = false;
-            for r in &runs {
-                let share = r.fuel_used as f64 * 100.0 / budget as f64;
-                let verdict = match (&r.snapshot, share > 50.0) {
-                    (Err(_), _) => {
-                        failed = true;
-                        "SNAPSHOT DIFFERS"
-                    }
-                    (Ok(()), true) => {
-                        failed = true;
-                        "OVER HALF THE FUEL BUDGET"
-                    }
-                    (Ok(()), false) => "ok",
-                };
-                println!(
-                    "{:<28} {:<10} fuel {:>9} ({share:.2}% of {budget})  memory {:>7} KiB  {:>6} µs  {verdict}",
-                    r.name,
-                    r.outcome,
-                    r.fuel_used,
-                    r.peak_memory / 1024,
-                    r.duration_us
-                );
-            }
-            if failed {
-                anyhow::bail!("rule test failed (review with `cargo insta review`, or --accept)");
-            }
-            println!("{} fixtures passed", runs.len());
-        }
-        RuleCommand::Sign { component, key } => {
-            let (digest, sig) = kit::sign(&component, &key)?;
-            println!("signed {digest}\nsignature: {}", sig.display());
-        }
-        RuleCommand::Upload {
-            component,
-            url,
-            api_key,
-            key_id,
-            signature,
-            manifest,
-            activate,
-        } => {
-            let signature =
-                signature.unwrap_or_else(|| PathBuf::from(format!("{}.sig", component.display())));
-            let manifest_file = manifest.or_else(|| {
-                component
-                    .parent()
-                    .and_then(|d| d.parent())
-                    .map(|crate_dir| crate_dir.join("aduana-rule.json"))
-            });
-            let bytes = std::fs::read(&component)
-                .with_context(|| format!("reading {}", component.display()))?;
-            let manifest = kit::manifest(&bytes, manifest_file.as_deref())?;
-            let out = kit::upload(
-                &url,
-                &api_key,
-                &key_id,
-                &component,
-                &signature,
-                &manifest,
-                activate.as_deref(),
-            )
-            .await?;
-            println!("{out}");
-        }
+/// Runs the rule-author kit (`aduana-kit`, a binary of its own so this
+/// server links neither insta nor an HTTP client) with `command` and
+/// `args`, and exits with its status. Found through `ADUANA_KIT`, next to
+/// this binary, or on `PATH`.
+fn run_kit(command: &str, args: &[std::ffi::OsString]) -> anyhow::Result<()> {
+    if let Some(explicit) = std::env::var_os("ADUANA_KIT").filter(|v| !v.is_empty())
+        && !std::path::Path::new(&explicit).is_file()
+    {
+        anyhow::bail!(
+            "ADUANA_KIT is `{}`, which is not a file: point it at the `aduana-kit` binary",
+            std::path::Path::new(&explicit).display()
+        );
     }
-    Ok(())
+    let kit = find_kit().ok_or_else(|| {
+        anyhow::anyhow!(
+            "`aduana {command}` runs the rule-author kit, `aduana-kit`, which is neither next to \
+             this binary nor on PATH: install it with `cargo install --locked --path kit` from an \
+             aduana checkout (or set ADUANA_KIT to its path)"
+        )
+    })?;
+    let status = std::process::Command::new(&kit)
+        .arg(command)
+        .args(args)
+        .status()
+        .with_context(|| format!("running {}", kit.display()))?;
+    std::process::exit(status.code().unwrap_or(1));
+}
+
+fn find_kit() -> Option<PathBuf> {
+    let name = format!("aduana-kit{}", std::env::consts::EXE_SUFFIX);
+    if let Some(explicit) = std::env::var_os("ADUANA_KIT").filter(|v| !v.is_empty()) {
+        return Some(PathBuf::from(explicit));
+    }
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join(&name)))
+        .filter(|p| p.is_file());
+    beside.or_else(|| {
+        std::env::var_os("PATH").and_then(|path| {
+            std::env::split_paths(&path)
+                .map(|dir| dir.join(&name))
+                .find(|p| p.is_file())
+        })
+    })
 }
 
 fn init_tracing() {
@@ -364,18 +250,8 @@ async fn main() -> anyhow::Result<()> {
                 std::process::exit(1);
             }
         }
-        Command::Keygen { out } => {
-            let public = kit::keygen(&out)?;
-            println!(
-                "secret key: {} (keep it private)",
-                out.with_extension("key").display()
-            );
-            println!("public key: {public}");
-            println!(
-                "register it: POST /api/v1/signing-keys {{\"name\": \"...\", \"public_key\": \"{public}\"}}"
-            );
-        }
-        Command::Rule { command } => rule_command(command).await?,
+        Command::Keygen { args } => run_kit("keygen", &args)?,
+        Command::Rule { args } => run_kit("rule", &args)?,
         Command::Serve => {
             let app = App::build(config).await?;
             let server = app.serve().await?;

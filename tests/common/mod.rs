@@ -509,9 +509,24 @@ pub fn check(
     spec::check_response(method, path, status.as_u16(), content_type, body);
 }
 
+/// The `aduana` server binary: cargo names it to the host's own tests; the
+/// kit's tests find it beside their `aduana-kit` (the workspace builds both
+/// into one folder).
+pub fn aduana_bin() -> std::path::PathBuf {
+    match (
+        option_env!("CARGO_BIN_EXE_aduana"),
+        option_env!("CARGO_BIN_EXE_aduana-kit"),
+    ) {
+        (Some(aduana), _) => aduana.into(),
+        (None, Some(kit)) => std::path::Path::new(kit)
+            .with_file_name(format!("aduana{}", std::env::consts::EXE_SUFFIX)),
+        (None, None) => panic!("the harness serves the tests of aduana-host and aduana-kit"),
+    }
+}
+
 /// The `aduana` binary, pointed at `t`'s database and data dir.
 pub fn cli(t: &TestApp) -> tokio::process::Command {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_aduana"));
+    let mut cmd = tokio::process::Command::new(aduana_bin());
     cmd.env("ADUANA_DATA_DIR", &t.data_dir)
         .env("ADUANA_LOG", "warn");
     match &t.database_url {
@@ -556,7 +571,7 @@ pub async fn spawn_node_under(
         None => cli(t),
         Some((program, args)) => {
             let mut c = tokio::process::Command::new(program);
-            c.args(args).arg(env!("CARGO_BIN_EXE_aduana"));
+            c.args(args).arg(aduana_bin());
             c.env("ADUANA_LOG", "warn");
             match &t.database_url {
                 Some(url) => c.env("DATABASE_URL", url),

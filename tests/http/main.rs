@@ -13,7 +13,7 @@ mod cli;
 mod containment;
 mod group_commit;
 mod idempotency;
-mod kit;
+mod nodes;
 mod pipeline;
 mod rules;
 mod validation;

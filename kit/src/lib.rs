@@ -1,7 +1,11 @@
-//! The rule-author kit behind `aduana keygen` and `aduana rule
-//! new|build|test|sign|upload`: scaffold a rule crate, build it into a
-//! component, run it in the real sandbox against JSON fixtures with insta
-//! snapshots, sign it and upload it.
+//! The rule-author kit behind `aduana-kit` (and `aduana keygen` / `aduana
+//! rule new|build|test|sign|upload`, which run it): scaffold a rule crate,
+//! build it into a component, run it in the real sandbox against JSON
+//! fixtures with insta snapshots, sign it and upload it.
+//!
+//! Its own crate so the server binary links neither insta nor an HTTP
+//! client; it uses the server's library for the sandbox (the same engine
+//! settings as production), signing and the fixture format.
 use std::{
     path::{Path, PathBuf},
     process::Command,
@@ -11,7 +15,7 @@ use std::{
 use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 
-use crate::{
+use aduana_host::{
     domain::signing,
     pipeline::fixture::{Fixture, FixtureOutput},
     runtime::{Runtime, RuntimeLimits},
@@ -416,7 +420,7 @@ pub fn build(dir: &Path) -> anyhow::Result<PathBuf> {
         .module(&bytes)
         .and_then(|e| e.validate(true).encode())
         .map_err(|e| anyhow::anyhow!("making a component: {e:#}"))?;
-    crate::runtime::inspect(&component).map_err(|e| anyhow::anyhow!("{e}"))?;
+    aduana_host::runtime::inspect(&component).map_err(|e| anyhow::anyhow!("{e}"))?;
     let dist = dir.join("dist");
     std::fs::create_dir_all(&dist)?;
     let out = dist.join(format!("{name}.wasm"));
