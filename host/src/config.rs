@@ -3,10 +3,7 @@ use std::{net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
 
 use rust_decimal::Decimal;
 
-use crate::{
-    api::server::ServerLimits, domain::money::default_max_major, runtime::RuntimeLimits,
-    store::SqliteSync,
-};
+use crate::{domain::money::default_max_major, runtime::RuntimeLimits, store::SqliteSync};
 
 /// Default largest rule component accepted by upload.
 pub const DEFAULT_RULE_MAX_BYTES: usize = 1 << 20;
@@ -42,6 +39,38 @@ pub struct Config {
     /// `ADUANA_MAX_CONNECTIONS` (0 = from the open-file limit),
     /// `ADUANA_SHUTDOWN_GRACE_MS` (10 s), `ADUANA_MAX_HEADER_BYTES` (16 KiB).
     pub server: ServerLimits,
+}
+
+/// How the server treats its connections. Every field is configurable
+/// (see [`Config::server`]).
+#[derive(Debug, Clone)]
+pub struct ServerLimits {
+    /// From a request's first byte to the end of its head.
+    pub header_timeout: Duration,
+    /// From the end of the head to the end of the body.
+    pub body_timeout: Duration,
+    /// Between requests on a keep-alive connection.
+    pub idle_timeout: Duration,
+    /// Open connections at most (the rest of the descriptors are for the
+    /// database, files and Redis).
+    pub max_connections: usize,
+    /// Longest a shutdown waits for requests in flight.
+    pub shutdown_grace: Duration,
+    /// Request line and headers, in bytes (431 past it).
+    pub max_header_bytes: usize,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        Self {
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 10_000,
+            shutdown_grace: Duration::from_secs(10),
+            max_header_bytes: 16 << 10,
+        }
+    }
 }
 
 /// A malformed environment variable.

@@ -211,7 +211,7 @@ async fn main() -> anyhow::Result<()> {
                 .assessment_any_tenant(&session_id)
                 .await?
                 .with_context(|| format!("no assessment `{session_id}`"))?;
-            let report = aduana_host::replay::replay(&app, &stored).await?;
+            let report = aduana_host::replay::replay(&app.rules, &stored).await?;
             if json {
                 println!("{}", serde_json::to_string(&report)?);
             } else if report.identical {

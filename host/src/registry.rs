@@ -1,6 +1,8 @@
-//! Tenant rules at run time: loading uploaded components (memory → this
-//! node's artifact cache → its module store → the database) and compiling
-//! each tenant's pipeline from its settings and activations.
+//! Tenant rules at run time, as a service built once at start-up
+//! ([`TenantRules`]): loading uploaded components (memory → this node's
+//! artifact cache → its module store → the database) and compiling each
+//! tenant's pipeline from its settings and activations. It depends on the
+//! store and the runtime only; nothing here knows about HTTP.
 //!
 //! A tenant's compiled pipeline is cached against the settings text and
 //! `rules_revision` it was built from. Both travel with the tenant row,
@@ -16,12 +18,28 @@ use std::{
 use serde_json::Value;
 
 use crate::{
-    app::App,
     domain::signing::{digest_string, sha256},
     pipeline::{Mode, Pipeline, PipelineConfig, Runnable, StepConfig, config::ConfigError},
-    runtime::{LoadedRule, RuntimeError},
-    store::{StoreError, Tenant},
+    runtime::{ArtifactCache, LoadedRule, Runtime, RuntimeError},
+    store::{Store, StoreError, Tenant},
 };
+
+/// The rules every tenant can run and the ones each tenant uploaded: the
+/// built-ins, this node's module store and artifact cache, and each
+/// tenant's compiled pipeline.
+#[derive(Debug)]
+pub struct TenantRules {
+    store: Store,
+    runtime: Arc<Runtime>,
+    /// This node's module store and compiled-artifact cache.
+    modules: Arc<ArtifactCache>,
+    /// Built-in rules by id.
+    pub builtins: HashMap<String, Arc<LoadedRule>>,
+    /// The pipeline of tenants without their own configuration.
+    pub default_pipeline: Arc<Pipeline>,
+    /// Compiled pipelines of tenants with settings or rules of their own.
+    pipelines: PipelineCache,
+}
 
 /// Why a tenant's rules could not be made ready.
 #[derive(Debug, thiserror::Error)]
@@ -94,26 +112,6 @@ pub fn step_config(settings: &str, rule_id: &str) -> Result<StepConfig, Registry
         .unwrap_or_else(|| StepConfig::new(rule_id)))
 }
 
-/// The tenant's uploaded `rule_id@version`, loaded, as a version that
-/// counts (what simulation and backtest judge); `None` when the tenant has
-/// no such version.
-pub async fn candidate(
-    app: &App,
-    tenant_id: &str,
-    rule_id: &str,
-    version: &str,
-) -> Result<Option<Runnable>, RegistryError> {
-    let Some(v) = app.store.rule_version(tenant_id, rule_id, version).await? else {
-        return Ok(None);
-    };
-    let rule = load_rule(app, tenant_id, &v.digest).await?;
-    Ok(Some(Runnable {
-        rule,
-        mode: Mode::Active,
-        params_schema: params_schema(&v.manifest).map(Arc::new),
-    }))
-}
-
 /// The `params_schema` of an uploaded version's manifest text.
 pub fn params_schema(manifest: &str) -> Option<Value> {
     serde_json::from_str::<Value>(manifest)
@@ -123,140 +121,188 @@ pub fn params_schema(manifest: &str) -> Option<Value> {
         .cloned()
 }
 
-/// Loads the component `digest` uploaded by `tenant_id`, compiling it only
-/// if no artifact of this node has it.
-pub async fn load_rule(
-    app: &App,
-    tenant_id: &str,
-    digest: &str,
-) -> Result<Arc<LoadedRule>, RegistryError> {
-    if let Some(rule) = app.runtime.cached(digest) {
-        return Ok(rule);
-    }
-    let (rt, cache, d) = (
-        Arc::clone(&app.runtime),
-        Arc::clone(&app.modules),
-        digest.to_owned(),
-    );
-    let local = tokio::task::spawn_blocking(move || match rt.load_cached(&cache, &d) {
-        Some(r) => Some(r),
-        None => cache
-            .module(&d)
-            .map(|bytes| rt.compile_cached(&cache, &bytes)),
-    })
-    .await
-    .map_err(|e| RegistryError::Worker(e.to_string()))?;
-    if let Some(loaded) = local {
-        return Ok(loaded?);
-    }
-    let bytes = app
-        .store
-        .rule_module(tenant_id, digest)
-        .await?
-        .ok_or_else(|| RegistryError::MissingModule(digest.to_owned()))?;
-    if digest_string(&sha256(&bytes)) != digest {
-        return Err(RegistryError::Corrupt(digest.to_owned()));
-    }
-    let (rt, cache) = (Arc::clone(&app.runtime), Arc::clone(&app.modules));
-    let rule = tokio::task::spawn_blocking(move || rt.compile_cached(&cache, &bytes))
-        .await
-        .map_err(|e| RegistryError::Worker(e.to_string()))??;
-    Ok(rule)
-}
-
-/// The tenant's compiled payout pipeline, built when its settings or rules
-/// revision changed. If building fails, the last good pipeline keeps
-/// serving (and the failure is logged).
-pub async fn tenant_pipeline(app: &App, tenant: &Tenant) -> Result<Arc<Pipeline>, RegistryError> {
-    if let Some(p) = app.pipelines.get(tenant) {
-        return Ok(p);
-    }
-    match build_pipeline(app, tenant).await {
-        Ok(p) => {
-            app.pipelines.put(tenant, Arc::clone(&p));
-            Ok(p)
+impl TenantRules {
+    pub fn new(
+        store: Store,
+        runtime: Arc<Runtime>,
+        modules: Arc<ArtifactCache>,
+        builtins: HashMap<String, Arc<LoadedRule>>,
+        default_pipeline: Arc<Pipeline>,
+    ) -> Self {
+        Self {
+            store,
+            runtime,
+            modules,
+            builtins,
+            default_pipeline,
+            pipelines: PipelineCache::default(),
         }
-        Err(e) => match app.pipelines.last(&tenant.id) {
-            Some(last) => {
-                tracing::error!(error = %e, tenant_id = %tenant.id, "cannot rebuild the pipeline; keeping the last good one");
-                Ok(last)
-            }
-            None => Err(e),
-        },
     }
-}
 
-async fn build_pipeline(app: &App, tenant: &Tenant) -> Result<Arc<Pipeline>, RegistryError> {
-    let configured = configured_pipeline(&tenant.settings)?;
-    if configured.is_none() && tenant.rules_revision == 0 {
-        return Ok(Arc::clone(&app.default_pipeline));
+    /// The runtime rules run on.
+    pub fn runtime(&self) -> &Arc<Runtime> {
+        &self.runtime
     }
-    let activations = app.store.activations(&tenant.id).await?;
-    let mut runnable: HashMap<String, Vec<Runnable>> = app
-        .builtins
-        .iter()
-        .map(|(id, r)| (id.clone(), vec![Runnable::active(r)]))
-        .collect();
-    for a in &activations {
-        let rule = load_rule(app, &tenant.id, &a.digest).await?;
-        let versions = runnable.entry(a.rule_id.clone()).or_default();
-        versions.push(Runnable {
+
+    /// This node's module store and artifact cache.
+    pub fn modules(&self) -> &Arc<ArtifactCache> {
+        &self.modules
+    }
+
+    /// The tenant's uploaded `rule_id@version`, loaded, as a version that
+    /// counts (what simulation and backtest judge); `None` when the tenant has
+    /// no such version.
+    pub async fn candidate(
+        &self,
+        tenant_id: &str,
+        rule_id: &str,
+        version: &str,
+    ) -> Result<Option<Runnable>, RegistryError> {
+        let Some(v) = self.store.rule_version(tenant_id, rule_id, version).await? else {
+            return Ok(None);
+        };
+        let rule = self.load_rule(tenant_id, &v.digest).await?;
+        Ok(Some(Runnable {
             rule,
-            mode: Mode::parse(&a.mode).unwrap_or(Mode::Shadow),
-            params_schema: params_schema(&a.manifest).map(Arc::new),
-        });
-        // Active first: the decision's steps, then what is only watched.
-        versions.sort_by_key(|r| r.mode != Mode::Active);
+            mode: Mode::Active,
+            params_schema: params_schema(&v.manifest).map(Arc::new),
+        }))
     }
-    let activated: Vec<String> = activations.iter().map(|a| a.rule_id.clone()).collect();
-    let config = effective_config(app, configured, &activated, &runnable);
-    Ok(Arc::new(config.compile(|id| {
-        runnable.get(id).cloned().unwrap_or_default()
-    })?))
-}
 
-/// The configuration that runs: the stored one (or the default), without
-/// custom rules that are not activated, plus activated rules it does not
-/// mention (appended, with their defaults).
-pub fn effective_config(
-    app: &App,
-    configured: Option<PipelineConfig>,
-    activated: &[String],
-    runnable: &HashMap<String, Vec<Runnable>>,
-) -> PipelineConfig {
-    let mut config = configured.unwrap_or_else(|| {
-        let mut d = PipelineConfig::with_rules(&crate::builtins::ids());
-        d.deadline_ms = app.default_pipeline.deadline.as_millis() as u64;
-        d.thresholds = app.default_pipeline.thresholds;
-        d
-    });
-    config.rules.retain(|s| runnable.contains_key(&s.rule_id));
-    for id in activated {
-        if !config.rules.iter().any(|s| &s.rule_id == id) {
-            config.rules.push(StepConfig::new(id));
+    /// Loads the component `digest` uploaded by `tenant_id`, compiling it only
+    /// if no artifact of this node has it.
+    pub async fn load_rule(
+        &self,
+        tenant_id: &str,
+        digest: &str,
+    ) -> Result<Arc<LoadedRule>, RegistryError> {
+        if let Some(rule) = self.runtime.cached(digest) {
+            return Ok(rule);
+        }
+        let (rt, cache, d) = (
+            Arc::clone(&self.runtime),
+            Arc::clone(&self.modules),
+            digest.to_owned(),
+        );
+        let local = tokio::task::spawn_blocking(move || match rt.load_cached(&cache, &d) {
+            Some(r) => Some(r),
+            None => cache
+                .module(&d)
+                .map(|bytes| rt.compile_cached(&cache, &bytes)),
+        })
+        .await
+        .map_err(|e| RegistryError::Worker(e.to_string()))?;
+        if let Some(loaded) = local {
+            return Ok(loaded?);
+        }
+        let bytes = self
+            .store
+            .rule_module(tenant_id, digest)
+            .await?
+            .ok_or_else(|| RegistryError::MissingModule(digest.to_owned()))?;
+        if digest_string(&sha256(&bytes)) != digest {
+            return Err(RegistryError::Corrupt(digest.to_owned()));
+        }
+        let (rt, cache) = (Arc::clone(&self.runtime), Arc::clone(&self.modules));
+        let rule = tokio::task::spawn_blocking(move || rt.compile_cached(&cache, &bytes))
+            .await
+            .map_err(|e| RegistryError::Worker(e.to_string()))??;
+        Ok(rule)
+    }
+
+    /// The tenant's compiled payout pipeline, built when its settings or rules
+    /// revision changed. If building fails, the last good pipeline keeps
+    /// serving (and the failure is logged).
+    pub async fn tenant_pipeline(&self, tenant: &Tenant) -> Result<Arc<Pipeline>, RegistryError> {
+        if let Some(p) = self.pipelines.get(tenant) {
+            return Ok(p);
+        }
+        match self.build_pipeline(tenant).await {
+            Ok(p) => {
+                self.pipelines.put(tenant, Arc::clone(&p));
+                Ok(p)
+            }
+            Err(e) => match self.pipelines.last(&tenant.id) {
+                Some(last) => {
+                    tracing::error!(error = %e, tenant_id = %tenant.id, "cannot rebuild the pipeline; keeping the last good one");
+                    Ok(last)
+                }
+                None => Err(e),
+            },
         }
     }
-    config
-}
 
-/// Loads every activated rule of every tenant, so the first assessments
-/// after a start do not compile or read the database; one loader per core.
-/// Returns how many loaded.
-pub async fn warm(app: &App) -> Result<usize, RegistryError> {
-    let digests = app.store.all_active_digests().await?;
-    let workers = std::thread::available_parallelism().map_or(2, usize::from);
-    let queue = Arc::new(Mutex::new(digests));
-    let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..workers {
-        let (app, queue) = (app.clone(), Arc::clone(&queue));
-        tasks.spawn(async move {
+    async fn build_pipeline(&self, tenant: &Tenant) -> Result<Arc<Pipeline>, RegistryError> {
+        let configured = configured_pipeline(&tenant.settings)?;
+        if configured.is_none() && tenant.rules_revision == 0 {
+            return Ok(Arc::clone(&self.default_pipeline));
+        }
+        let activations = self.store.activations(&tenant.id).await?;
+        let mut runnable: HashMap<String, Vec<Runnable>> = self
+            .builtins
+            .iter()
+            .map(|(id, r)| (id.clone(), vec![Runnable::active(r)]))
+            .collect();
+        for a in &activations {
+            let rule = self.load_rule(&tenant.id, &a.digest).await?;
+            let versions = runnable.entry(a.rule_id.clone()).or_default();
+            versions.push(Runnable {
+                rule,
+                mode: Mode::parse(&a.mode).unwrap_or(Mode::Shadow),
+                params_schema: params_schema(&a.manifest).map(Arc::new),
+            });
+            // Active first: the decision's steps, then what is only watched.
+            versions.sort_by_key(|r| r.mode != Mode::Active);
+        }
+        let activated: Vec<String> = activations.iter().map(|a| a.rule_id.clone()).collect();
+        let config = self.effective_config(configured, &activated, &runnable);
+        Ok(Arc::new(config.compile(|id| {
+            runnable.get(id).cloned().unwrap_or_default()
+        })?))
+    }
+
+    /// The configuration that runs: the stored one (or the default), without
+    /// custom rules that are not activated, plus activated rules it does not
+    /// mention (appended, with their defaults).
+    pub fn effective_config(
+        &self,
+        configured: Option<PipelineConfig>,
+        activated: &[String],
+        runnable: &HashMap<String, Vec<Runnable>>,
+    ) -> PipelineConfig {
+        let mut config = configured.unwrap_or_else(|| {
+            let mut d = PipelineConfig::with_rules(&crate::builtins::ids());
+            d.deadline_ms = self.default_pipeline.deadline.as_millis() as u64;
+            d.thresholds = self.default_pipeline.thresholds;
+            d
+        });
+        config.rules.retain(|s| runnable.contains_key(&s.rule_id));
+        for id in activated {
+            if !config.rules.iter().any(|s| &s.rule_id == id) {
+                config.rules.push(StepConfig::new(id));
+            }
+        }
+        config
+    }
+
+    /// Loads every activated rule of every tenant, so the first assessments
+    /// after a start do not compile or read the database; one loader per core.
+    /// Returns how many loaded.
+    pub async fn warm(self: &Arc<Self>) -> Result<usize, RegistryError> {
+        let digests = self.store.all_active_digests().await?;
+        let workers = std::thread::available_parallelism().map_or(2, usize::from);
+        let queue = Arc::new(Mutex::new(digests));
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..workers {
+            let (rules, queue) = (Arc::clone(self), Arc::clone(&queue));
+            tasks.spawn(async move {
             let mut loaded = 0usize;
             loop {
                 let next = queue.lock().unwrap_or_else(|p| p.into_inner()).pop();
                 let Some((tenant_id, digest)) = next else {
                     return loaded;
                 };
-                match load_rule(&app, &tenant_id, &digest).await {
+                match rules.load_rule(&tenant_id, &digest).await {
                     Ok(_) => loaded += 1,
                     Err(e) => {
                         tracing::error!(tenant_id = %tenant_id, digest = %digest, error = %e, "cannot load an active rule")
@@ -264,40 +310,55 @@ pub async fn warm(app: &App) -> Result<usize, RegistryError> {
                 }
             }
         });
+        }
+        let mut total = 0;
+        while let Some(done) = tasks.join_next().await {
+            total += done.map_err(|e| RegistryError::Worker(e.to_string()))?;
+        }
+        Ok(total)
     }
-    let mut total = 0;
-    while let Some(done) = tasks.join_next().await {
-        total += done.map_err(|e| RegistryError::Worker(e.to_string()))?;
-    }
-    Ok(total)
-}
 
-/// Loads rules activated on any node before this node's first assessment
-/// needs them, so compiling (or reading an artifact) stays off the assess
-/// path: every 250 ms, the activations of the last few seconds are loaded.
-pub fn spawn_watcher(app: App) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-        loop {
-            tick.tick().await;
-            // Generous overlap: node clocks may differ by a few seconds.
-            let since = crate::domain::now_ms() - 10_000;
-            let recent = match app.store.activated_since(since).await {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot poll activations");
-                    continue;
-                }
-            };
-            for (tenant_id, digest) in recent {
-                if app.runtime.cached(&digest).is_some() {
-                    continue;
-                }
-                if let Err(e) = load_rule(&app, &tenant_id, &digest).await {
-                    tracing::error!(tenant_id = %tenant_id, digest = %digest, error = %e, "cannot preload an activated rule");
+    /// Loads rules activated on any node before this node's first assessment
+    /// needs them, so compiling (or reading an artifact) stays off the assess
+    /// path: every 250 ms, the activations of the last few seconds are loaded.
+    pub fn spawn_watcher(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let rules = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                tick.tick().await;
+                // Generous overlap: node clocks may differ by a few seconds.
+                let since = crate::domain::now_ms() - 10_000;
+                let recent = match rules.store.activated_since(since).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot poll activations");
+                        continue;
+                    }
+                };
+                for (tenant_id, digest) in recent {
+                    if rules.runtime.cached(&digest).is_some() {
+                        continue;
+                    }
+                    if let Err(e) = rules.load_rule(&tenant_id, &digest).await {
+                        tracing::error!(tenant_id = %tenant_id, digest = %digest, error = %e, "cannot preload an activated rule");
+                    }
                 }
             }
+        })
+    }
+
+    /// The component a stored record ran: a built-in, or one the tenant
+    /// uploaded (loaded from this node's caches or the database).
+    pub async fn by_digest(
+        &self,
+        tenant_id: &str,
+        digest: &str,
+    ) -> Result<Arc<LoadedRule>, RegistryError> {
+        if let Some(b) = self.builtins.values().find(|r| r.digest == digest) {
+            return Ok(Arc::clone(b));
         }
-    })
+        self.load_rule(tenant_id, digest).await
+    }
 }

@@ -12,14 +12,13 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 use serde::Serialize;
 
 use crate::{
-    app::App,
     domain::money::Currency,
     pipeline::{
         Decision, Mode, Pipeline, RuleRecord, Runnable, SignalDetail, Step, StepConfig, Thresholds,
         Verdict, payout::PayoutInput,
     },
-    registry::{self, RegistryError},
-    runtime::{ContextSnapshot, LoadedRule, Transaction},
+    registry::{RegistryError, TenantRules},
+    runtime::{ContextSnapshot, Transaction},
     store::StoredAssessment,
 };
 
@@ -139,19 +138,6 @@ pub fn decode(a: &StoredAssessment) -> Result<Stored, ReplayError> {
     })
 }
 
-/// Finds the component a record ran: a built-in, or one the tenant
-/// uploaded (loaded from this node's caches or the database).
-async fn rule_for(
-    app: &App,
-    tenant_id: &str,
-    digest: &str,
-) -> Result<Arc<LoadedRule>, RegistryError> {
-    if let Some(b) = app.builtins.values().find(|r| r.digest == digest) {
-        return Ok(Arc::clone(b));
-    }
-    registry::load_rule(app, tenant_id, digest).await
-}
-
 /// What a backtest substitutes: a version of a rule, as the step it would
 /// run as if activated now (its own default params with the tenant's
 /// accepted overrides, the tenant's weights and `on_error`).
@@ -175,7 +161,7 @@ impl Candidate {
 /// appended when the assessment did not run that rule), and shadow
 /// records are left out: they never changed a decision.
 pub async fn stored_pipeline(
-    app: &App,
+    rules: &TenantRules,
     tenant_id: &str,
     s: &Stored,
     candidate: Option<&Candidate>,
@@ -196,7 +182,7 @@ pub async fn stored_pipeline(
         // Keys the stored version did not know keep the new defaults.
         let stored = r.params.as_object().cloned().unwrap_or_default();
         steps.push(Step::new(
-            rule_for(app, tenant_id, &r.digest).await?,
+            rules.by_digest(tenant_id, &r.digest).await?,
             &stored,
             (*r.weights).clone(),
             r.on_error,
@@ -226,10 +212,13 @@ pub struct ReplayReport {
 }
 
 /// Re-runs `a` and compares.
-pub async fn replay(app: &App, a: &StoredAssessment) -> Result<ReplayReport, ReplayError> {
+pub async fn replay(
+    rules: &TenantRules,
+    a: &StoredAssessment,
+) -> Result<ReplayReport, ReplayError> {
     let s = decode(a)?;
-    let pipeline = stored_pipeline(app, &a.tenant_id, &s, None).await?;
-    let verdict = run_blocking(app, pipeline, &s).await?;
+    let pipeline = stored_pipeline(rules, &a.tenant_id, &s, None).await?;
+    let verdict = run_blocking(rules, pipeline, &s).await?;
     let replayed = Comparable::from_verdict(&verdict);
     let differences = differences(&s.original, &replayed);
     Ok(ReplayReport {
@@ -243,12 +232,12 @@ pub async fn replay(app: &App, a: &StoredAssessment) -> Result<ReplayReport, Rep
 
 /// Runs a pipeline on a blocking worker (rules are CPU work).
 pub async fn run_blocking(
-    app: &App,
+    rules: &TenantRules,
     pipeline: Pipeline,
     s: &Stored,
 ) -> Result<Verdict, ReplayError> {
     let (rt, tx, ctx) = (
-        Arc::clone(&app.runtime),
+        Arc::clone(rules.runtime()),
         s.tx.clone(),
         Arc::clone(&s.context),
     );
@@ -302,7 +291,7 @@ pub struct BacktestReport {
 
 /// Re-runs each assessment with `candidate` substituted.
 pub async fn backtest(
-    app: &App,
+    rules: &TenantRules,
     tenant_id: &str,
     assessments: &[StoredAssessment],
     candidate: &Candidate,
@@ -317,8 +306,8 @@ pub async fn backtest(
     for a in assessments {
         let outcome = async {
             let s = decode(a)?;
-            let pipeline = stored_pipeline(app, tenant_id, &s, Some(candidate)).await?;
-            let verdict = run_blocking(app, pipeline, &s).await?;
+            let pipeline = stored_pipeline(rules, tenant_id, &s, Some(candidate)).await?;
+            let verdict = run_blocking(rules, pipeline, &s).await?;
             Ok::<(String, Decision), ReplayError>((s.original.decision, verdict.decision))
         }
         .await;

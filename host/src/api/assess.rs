@@ -16,9 +16,9 @@ use axum::{
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use super::{ApiError, Body, auth::Auth};
+use super::state::App;
+use super::{auth::Auth, error::ApiError, extract::Body};
 use crate::{
-    app::App,
     domain::{ids, now_ms, rfc3339_ms},
     pipeline::{
         Decision, FieldWarning,
@@ -192,7 +192,9 @@ async fn assess_payout(
 
     let exponent = input.money.as_ref().map_or(2, |m| m.currency.exponent());
     let tx = input.to_transaction(exponent, now);
-    let pipeline = crate::registry::tenant_pipeline(&app, &auth.record.tenant)
+    let pipeline = app
+        .rules
+        .tenant_pipeline(&auth.record.tenant)
         .await
         .map_err(|e| ApiError::Internal(e.into()))?;
     let verdict = run_pipeline(
@@ -287,7 +289,7 @@ async fn assess_payout(
 /// `GET /api/v1/assess/payout`: what an integrator needs to call it.
 async fn catalog(State(app): State<App>) -> Json<Value> {
     let mut signals = Vec::new();
-    for step in &app.default_pipeline.steps {
+    for step in &app.rules.default_pipeline.steps {
         for s in &step.rule.metadata.signals {
             signals.push(json!({
                 "code": s.code,
@@ -298,7 +300,7 @@ async fn catalog(State(app): State<App>) -> Json<Value> {
             }));
         }
     }
-    let t = app.default_pipeline.thresholds;
+    let t = app.rules.default_pipeline.thresholds;
     Json(json!({
         "version": "2026-11-01",
         "flow": "payout",

@@ -9,8 +9,9 @@ use axum::{
 };
 use serde_json::{Value, json};
 
-use super::{ApiError, Path, auth::Auth};
-use crate::{app::App, domain::rfc3339_ms, pipeline::RuleRecord, replay};
+use super::state::App;
+use super::{auth::Auth, error::ApiError, extract::Path};
+use crate::{domain::rfc3339_ms, pipeline::RuleRecord, replay};
 
 pub fn router() -> Router<App> {
     Router::new()
@@ -77,7 +78,7 @@ async fn replay_one(
         .assessment(auth.tenant_id(), &session_id)
         .await?
         .ok_or(ApiError::NotFound("assessment"))?;
-    let report = replay::replay(&app, &a)
+    let report = replay::replay(&app.rules, &a)
         .await
         .map_err(|e| ApiError::Internal(e.into()))?;
     Ok(Json(

@@ -8,8 +8,9 @@ use axum::{Json, Router, extract::State, routing::get};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{ApiError, Query, auth::Auth};
-use crate::{app::App, domain::rfc3339_ms};
+use super::state::App;
+use super::{auth::Auth, error::ApiError, extract::Query};
+use crate::domain::rfc3339_ms;
 
 pub fn router() -> Router<App> {
     Router::new().route("/api/v1/audit", get(list))

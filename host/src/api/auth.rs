@@ -11,17 +11,19 @@ use std::{
     time::{Duration, Instant},
 };
 
-use axum::{extract::FromRequestParts, http::request::Parts};
+use axum::{
+    extract::{FromRef, FromRequestParts},
+    http::request::Parts,
+};
 use subtle::ConstantTimeEq;
 
-use super::ApiError;
+use super::{error::ApiError, ratelimit::RateLimits};
 use crate::{
-    app::App,
     domain::{
         keys::{KeyKind, grants, hash_key},
         now_ms,
     },
-    store::AuthRecord,
+    store::{AuthRecord, Store},
 };
 
 const CACHE_TTL: Duration = Duration::from_secs(1);
@@ -115,10 +117,23 @@ impl Auth {
     }
 }
 
-impl FromRequestParts<App> for Auth {
+/// Any router state that offers the key store, this node's verified-key
+/// cache and the rate limits can authenticate.
+impl<S> FromRequestParts<S> for Auth
+where
+    S: Send + Sync,
+    Store: FromRef<S>,
+    Arc<AuthCache>: FromRef<S>,
+    Arc<RateLimits>: FromRef<S>,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let (store, cache, limits) = (
+            Store::from_ref(state),
+            Arc::<AuthCache>::from_ref(state),
+            Arc::<RateLimits>::from_ref(state),
+        );
         if let Some(q) = parts.uri.query() {
             let lower = q.to_ascii_lowercase();
             if lower.contains("api_key=") || lower.contains("clm_sk_") || lower.contains("clm_pub_")
@@ -145,11 +160,10 @@ impl FromRequestParts<App> for Auth {
         let kind =
             KeyKind::of_presented(presented).ok_or(ApiError::Unauthorized("invalid API key"))?;
         let hash = hash_key(presented);
-        let record = match app.auth_cache.get(&hash) {
+        let record = match cache.get(&hash) {
             Some(r) => r,
             None => {
-                let found = app
-                    .store
+                let found = store
                     .key_by_hash(&hash)
                     .await?
                     .ok_or(ApiError::Unauthorized("invalid API key"))?;
@@ -158,12 +172,11 @@ impl FromRequestParts<App> for Auth {
                     return Err(ApiError::Unauthorized("invalid API key"));
                 }
                 let found = Arc::new(found);
-                app.auth_cache.put(hash, Arc::clone(&found));
+                cache.put(hash, Arc::clone(&found));
                 found
             }
         };
-        if app.auth_cache.should_touch(&record.key.id) {
-            let store = app.store.clone();
+        if cache.should_touch(&record.key.id) {
             let id = record.key.id.clone();
             tokio::spawn(async move {
                 if let Err(e) = store.touch_key(&id, now_ms()).await {
@@ -172,7 +185,7 @@ impl FromRequestParts<App> for Auth {
             });
         }
         tracing::Span::current().record("tenant_id", record.tenant.id.as_str());
-        app.rate_limits
+        limits
             .check(
                 &record.key.id,
                 record.key.rate_limit_per_minute,

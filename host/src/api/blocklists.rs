@@ -10,9 +10,11 @@ use axum::{
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{ApiError, Body, Path, Query, auth::Auth, parse_json};
+use super::state::App;
+use super::{
+    auth::Auth, error::ApiError, extract::Body, extract::Path, extract::Query, extract::parse_json,
+};
 use crate::{
-    app::App,
     domain::{
         ids::object_id,
         lists::{FLOW_SCOPES, SEVERITIES, SOURCES, is_list_type, normalize_value},
@@ -251,10 +253,10 @@ struct PatchEntry {
     id: Option<String>,
     severity: Option<String>,
     flow_scope: Option<String>,
-    #[serde(default, deserialize_with = "super::nullable")]
+    #[serde(default, deserialize_with = "super::extract::nullable")]
     reason: Option<Option<String>>,
     is_active: Option<bool>,
-    #[serde(default, deserialize_with = "super::nullable")]
+    #[serde(default, deserialize_with = "super::extract::nullable")]
     expires_at: Option<Option<String>>,
 }
 

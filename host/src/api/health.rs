@@ -2,8 +2,8 @@
 use axum::{Json, Router, extract::State, routing::get};
 use serde_json::{Value, json};
 
-use super::ApiError;
-use crate::app::App;
+use super::error::ApiError;
+use super::state::App;
 
 pub fn router() -> Router<App> {
     Router::new()
@@ -20,7 +20,7 @@ async fn ready(State(app): State<App>) -> Result<Json<Value>, ApiError> {
         tracing::warn!(error = %e, "readiness: database unreachable");
         ApiError::NotReady
     })?;
-    if app.builtins.is_empty() {
+    if app.rules.builtins.is_empty() {
         return Err(ApiError::NotReady);
     }
     // A Redis outage only stops rate-limited keys (503 per request), so
@@ -35,6 +35,6 @@ async fn ready(State(app): State<App>) -> Result<Json<Value>, ApiError> {
         "database": "ok",
         "durability": durability,
         "rate_limit_store": { "kind": app.rate_limits.store_name(), "status": rate_limits },
-        "rules_loaded": app.builtins.len(),
+        "rules_loaded": app.rules.builtins.len(),
     })))
 }

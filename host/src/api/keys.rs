@@ -8,9 +8,9 @@ use axum::{
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{ApiError, Body, Path, auth::Auth, parse_json};
+use super::state::App;
+use super::{auth::Auth, error::ApiError, extract::Body, extract::Path, extract::parse_json};
 use crate::{
-    app::App,
     domain::{
         ids::{api_key_secret, object_id},
         keys::{KeyKind, PERMISSIONS, hash_key, role_permissions},
@@ -34,7 +34,7 @@ pub struct KeyRequest {
     /// `secret` (default), `publishable` or `ingest`.
     pub kind: Option<String>,
     /// Absent: the default (100); `null`: unlimited; a number: that limit.
-    #[serde(default, deserialize_with = "super::nullable")]
+    #[serde(default, deserialize_with = "super::extract::nullable")]
     pub rate_limit_per_minute: Option<Option<i64>>,
     /// Absent or `null`: unlimited.
     pub rate_limit_per_day: Option<i64>,

@@ -17,7 +17,7 @@ use axum::{
 };
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use crate::app::App;
+use super::state::App;
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 

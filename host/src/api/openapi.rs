@@ -22,13 +22,11 @@ use utoipa::openapi::{
     security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme},
 };
 
-use crate::{
-    app::App,
-    domain::{
-        country::Country,
-        lists::{FLOW_SCOPES, PAYIN_TYPES, PAYOUT_TYPES, SEVERITIES, SOURCES},
-        money::Currency,
-    },
+use super::state::App;
+use crate::domain::{
+    country::Country,
+    lists::{FLOW_SCOPES, PAYIN_TYPES, PAYOUT_TYPES, SEVERITIES, SOURCES},
+    money::Currency,
 };
 
 pub fn router() -> Router<App> {

@@ -17,13 +17,14 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 
+use super::state::App;
 use super::{
-    ApiError, Body,
+    error::ApiError,
+    extract::Body,
+    extract::parse_json,
     keys::{KeyRequest, create_key},
-    parse_json,
 };
 use crate::{
-    app::App,
     domain::{ids::object_id, now_ms, rfc3339_ms},
     store::{AuditEvent, Tenant},
 };
@@ -67,7 +68,7 @@ struct CreateTenant {
     name: String,
     organization_type: String,
     /// Of the first admin key: absent = default (100), `null` = unlimited.
-    #[serde(default, deserialize_with = "super::nullable")]
+    #[serde(default, deserialize_with = "super::extract::nullable")]
     rate_limit_per_minute: Option<Option<i64>>,
 }
 

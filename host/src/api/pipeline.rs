@@ -16,9 +16,9 @@ use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::{ApiError, Body, auth::Auth, parse_json};
+use super::state::App;
+use super::{auth::Auth, error::ApiError, extract::Body, extract::parse_json};
 use crate::{
-    app::App,
     domain::{country::Country, money::Currency, now_ms, signing::check_params},
     pipeline::{PipelineConfig, StepConfig, Thresholds, payout::PayoutInput},
     registry,
@@ -76,7 +76,7 @@ async fn configurable(
     tenant_id: &str,
     rule_id: &str,
 ) -> Result<Option<Configurable>, ApiError> {
-    if let Some(rule) = app.builtins.get(rule_id) {
+    if let Some(rule) = app.rules.builtins.get(rule_id) {
         return Ok(Some(Configurable {
             rule: Arc::clone(rule),
             schema: None,
@@ -98,7 +98,9 @@ async fn configurable(
     let Some(v) = chosen else {
         return Ok(None);
     };
-    let rule = registry::load_rule(app, tenant_id, &v.digest)
+    let rule = app
+        .rules
+        .load_rule(tenant_id, &v.digest)
         .await
         .map_err(|e| ApiError::Internal(e.into()))?;
     Ok(Some(Configurable {
@@ -150,7 +152,9 @@ async fn show(State(app): State<App>, auth: Auth) -> Result<Json<Value>, ApiErro
         .ok_or(ApiError::NotFound("tenant"))?;
     let configured = registry::configured_pipeline(&tenant.settings)
         .map_err(|e| ApiError::Internal(e.into()))?;
-    let pipeline = registry::tenant_pipeline(&app, &tenant)
+    let pipeline = app
+        .rules
+        .tenant_pipeline(&tenant)
         .await
         .map_err(|e| ApiError::Internal(e.into()))?;
     let activations = app.store.activations(&tenant.id).await?;
@@ -164,7 +168,7 @@ async fn show(State(app): State<App>, auth: Auth) -> Result<Json<Value>, ApiErro
                 .and_then(|c| c.rules.iter().find(|r| &r.rule_id == id));
             json!({
                 "rule_id": id,
-                "source": if app.builtins.contains_key(id) { "builtin" } else { "tenant" },
+                "source": if app.rules.builtins.contains_key(id) { "builtin" } else { "tenant" },
                 "version": s.rule.metadata.version,
                 "digest": s.rule.digest,
                 "mode": s.mode.as_str(),

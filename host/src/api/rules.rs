@@ -17,15 +17,14 @@ use axum::{
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{ApiError, Body, Path, auth::Auth, parse_json};
+use super::state::App;
+use super::{auth::Auth, error::ApiError, extract::Body, extract::Path, extract::parse_json};
 use crate::{
-    app::App,
     domain::{
         now_ms, rfc3339_ms,
         signing::{Manifest, digest_string, parse_signature, sha256, verify},
     },
     pipeline::Mode,
-    registry,
     runtime::{LoadedRule, RuntimeError},
     store::{ActivationRecord, AuditEvent, RuleVersionRecord, StoreError},
 };
@@ -47,7 +46,7 @@ pub fn router(max_module_bytes: usize) -> Router<App> {
         )
         .route_layer(axum::middleware::from_fn_with_state(
             upload_limit,
-            super::refuse_declared_oversize,
+            super::extract::refuse_declared_oversize,
         ));
     Router::new()
         .route("/api/v1/rules/{rule_id}/versions", get(versions))
@@ -62,8 +61,8 @@ pub fn router(max_module_bytes: usize) -> Router<App> {
         )
         .route("/api/v1/rules/{rule_id}/deactivate", post(deactivate))
         .route_layer(axum::middleware::from_fn_with_state(
-            super::BODY_LIMIT,
-            super::refuse_declared_oversize,
+            super::extract::BODY_LIMIT,
+            super::extract::refuse_declared_oversize,
         ))
         .merge(uploads)
 }
@@ -259,7 +258,7 @@ async fn verify_upload(
     if let Err(e) = manifest.validate() {
         return Ok(Err(rejected("manifest", e)));
     }
-    if app.builtins.contains_key(&manifest.rule_id) {
+    if app.rules.builtins.contains_key(&manifest.rule_id) {
         return Ok(Err(rejected(
             "manifest",
             format!(
@@ -285,7 +284,7 @@ async fn verify_upload(
     }
     let (rt, cache, bytes) = (
         std::sync::Arc::clone(&app.runtime),
-        std::sync::Arc::clone(&app.modules),
+        std::sync::Arc::clone(app.rules.modules()),
         module.clone(),
     );
     let compiled = tokio::task::spawn_blocking(move || rt.compile_cached(&cache, &bytes))
@@ -524,7 +523,7 @@ async fn list(State(app): State<App>, auth: Auth) -> Result<Json<Value>, ApiErro
     let activations = app.store.activations(auth.tenant_id()).await?;
     let mut data = Vec::new();
     for id in crate::builtins::ids() {
-        if let Some(rule) = app.builtins.get(id) {
+        if let Some(rule) = app.rules.builtins.get(id) {
             data.push(json!({
                 "rule_id": id,
                 "source": "builtin",
@@ -587,7 +586,9 @@ async fn version(
         .ok_or(ApiError::NotFound("rule version"))?;
     let activations = app.store.activations(auth.tenant_id()).await?;
     let status = Running::of(&activations, &rule_id).status(&v.version);
-    let rule = registry::load_rule(&app, auth.tenant_id(), &v.digest)
+    let rule = app
+        .rules
+        .load_rule(auth.tenant_id(), &v.digest)
         .await
         .map_err(|e| ApiError::Internal(e.into()))?;
     Ok(Json(version_view(&v, &rule, Some(status))))
@@ -634,7 +635,8 @@ async fn activate(
         )));
     }
     // Loadable here before it becomes visible anywhere.
-    registry::load_rule(&app, tenant_id, &v.digest)
+    app.rules
+        .load_rule(tenant_id, &v.digest)
         .await
         .map_err(|e| ApiError::Internal(e.into()))?;
     let now = now_ms();

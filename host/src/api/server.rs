@@ -49,39 +49,8 @@ use tokio::{
 };
 use tower::ServiceExt as _;
 
+pub use crate::config::ServerLimits;
 use crate::domain::ids::object_id;
-
-/// How the server treats its connections. Every field is configurable
-/// (see `Config`).
-#[derive(Debug, Clone)]
-pub struct ServerLimits {
-    /// From a request's first byte to the end of its head.
-    pub header_timeout: Duration,
-    /// From the end of the head to the end of the body.
-    pub body_timeout: Duration,
-    /// Between requests on a keep-alive connection.
-    pub idle_timeout: Duration,
-    /// Open connections at most (the rest of the descriptors are for the
-    /// database, files and Redis).
-    pub max_connections: usize,
-    /// Longest a shutdown waits for requests in flight.
-    pub shutdown_grace: Duration,
-    /// Request line and headers, in bytes (431 past it).
-    pub max_header_bytes: usize,
-}
-
-impl Default for ServerLimits {
-    fn default() -> Self {
-        Self {
-            header_timeout: Duration::from_secs(10),
-            body_timeout: Duration::from_secs(30),
-            idle_timeout: Duration::from_secs(60),
-            max_connections: 10_000,
-            shutdown_grace: Duration::from_secs(10),
-            max_header_bytes: 16 << 10,
-        }
-    }
-}
 
 /// Raises this process's open-file limit to the hard limit where the OS
 /// allows, and returns the (soft) limit now in force.

@@ -10,9 +10,9 @@ use axum::{
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{ApiError, Body, Path, auth::Auth, parse_json};
+use super::state::App;
+use super::{auth::Auth, error::ApiError, extract::Body, extract::Path, extract::parse_json};
 use crate::{
-    app::App,
     domain::{ids::object_id, now_ms, rfc3339_ms, signing::parse_public_key},
     store::{AuditEvent, SigningKeyRecord, StoreError},
 };

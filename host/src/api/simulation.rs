@@ -10,9 +10,12 @@ use axum::{Json, Router, extract::State, routing::post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{ApiError, Body, Path, assess::prefetch_context, auth::Auth, parse_json};
+use super::state::App;
+use super::{
+    assess::prefetch_context, auth::Auth, error::ApiError, extract::Body, extract::Path,
+    extract::parse_json,
+};
 use crate::{
-    app::App,
     domain::{ids, now_ms, parse_rfc3339_ms},
     pipeline::{Pipeline, payout},
     registry,
@@ -51,7 +54,9 @@ async fn candidate(
     version: &str,
 ) -> Result<Option<Candidate>, ApiError> {
     let internal = |e: registry::RegistryError| ApiError::Internal(e.into());
-    let Some(runnable) = registry::candidate(app, &tenant.id, rule_id, version)
+    let Some(runnable) = app
+        .rules
+        .candidate(&tenant.id, rule_id, version)
         .await
         .map_err(internal)?
     else {
@@ -105,7 +110,9 @@ async fn simulate_payout(
     let context = prefetch_context(&app, &tenant_id, &input, now).await?;
     let exponent = input.money.as_ref().map_or(2, |m| m.currency.exponent());
     let tx = input.to_transaction(exponent, now);
-    let pipeline = registry::tenant_pipeline(&app, &auth.record.tenant)
+    let pipeline = app
+        .rules
+        .tenant_pipeline(&auth.record.tenant)
         .await
         .map_err(|e| ApiError::Internal(e.into()))?;
     let pipeline = Arc::new(with_candidates(&pipeline, &candidates));
@@ -179,7 +186,7 @@ async fn backtest(
         .store
         .recent_assessments(tenant_id, "payout", since, limit)
         .await?;
-    let report = replay::backtest(&app, tenant_id, &assessments, &candidate).await;
+    let report = replay::backtest(&app.rules, tenant_id, &assessments, &candidate).await;
     Ok(Json(json!({
         "rule_id": rule_id,
         "version": version,

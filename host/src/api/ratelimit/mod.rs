@@ -12,7 +12,7 @@ mod redis;
 
 use std::time::Duration;
 
-use super::ApiError;
+use crate::api::error::ApiError;
 
 /// A window a key is limited in, and its limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,44 +1,20 @@
-//! Wiring: connect the store, start the runtime, load the built-in rules,
-//! and serve the API.
+//! Start-up: connect the store, start the runtime, load the built-in rules,
+//! build the services, and serve. Nothing else in the crate imports this
+//! module.
 use std::{collections::HashMap, net::SocketAddr, sync::Arc};
 
 use anyhow::Context as _;
 use tokio::{net::TcpListener, task::JoinHandle};
 
 use crate::{
+    api::{App, auth::AuthCache, gates::TenantGates, metrics, ratelimit::RateLimits, server},
     builtins,
     config::Config,
-    pipeline::{Pipeline, PipelineConfig, Runnable},
-    registry::PipelineCache,
-    runtime::{ArtifactCache, LoadedRule, Runtime},
+    pipeline::{PipelineConfig, Runnable},
+    registry::TenantRules,
+    runtime::Runtime,
     store::Store,
 };
-
-/// Shared state of a running service.
-#[derive(Clone)]
-pub struct App {
-    pub store: Store,
-    pub runtime: Arc<Runtime>,
-    pub config: Arc<Config>,
-    /// Built-in rules by id.
-    pub builtins: Arc<HashMap<String, Arc<LoadedRule>>>,
-    /// The pipeline of tenants without their own configuration.
-    pub default_pipeline: Arc<Pipeline>,
-    /// Compiled pipelines of tenants with settings or rules of their own.
-    pub(crate) pipelines: Arc<PipelineCache>,
-    /// This node's module store and compiled-artifact cache.
-    pub modules: Arc<ArtifactCache>,
-    pub(crate) auth_cache: Arc<crate::api::auth::AuthCache>,
-    pub(crate) rate_limits: Arc<crate::api::ratelimit::RateLimits>,
-    /// Per-tenant admission to the rule sandbox.
-    pub(crate) gates: Arc<crate::api::gates::TenantGates>,
-}
-
-impl std::fmt::Debug for App {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("App").field("config", &self.config).finish()
-    }
-}
 
 impl App {
     /// Connects, migrates, starts the runtime and loads the built-in rules.
@@ -90,22 +66,28 @@ impl App {
         let default_pipeline = default
             .compile(|id| loaded.get(id).map(Runnable::active))
             .context("compiling the default pipeline")?;
-        let rate_limits = crate::api::ratelimit::RateLimits::new(config.redis_url.as_deref())
-            .context("configuring rate limits")?;
+        let rate_limits =
+            RateLimits::new(config.redis_url.as_deref()).context("configuring rate limits")?;
+        let rules = Arc::new(TenantRules::new(
+            store.clone(),
+            Arc::clone(&runtime),
+            Arc::new(modules),
+            loaded,
+            Arc::new(default_pipeline),
+        ));
         let app = Self {
             store,
             runtime,
             config: Arc::new(config),
-            builtins: Arc::new(loaded),
-            default_pipeline: Arc::new(default_pipeline),
-            pipelines: Arc::default(),
-            modules: Arc::new(modules),
-            auth_cache: Arc::default(),
+            rules,
+            auth_cache: Arc::new(AuthCache::default()),
             rate_limits: Arc::new(rate_limits),
-            gates: Arc::default(),
+            gates: Arc::new(TenantGates::default()),
         };
         let started = std::time::Instant::now();
-        let warmed = crate::registry::warm(&app)
+        let warmed = app
+            .rules
+            .warm()
             .await
             .context("loading the tenants' active rules")?;
         tracing::info!(
@@ -123,25 +105,25 @@ impl App {
             .await
             .with_context(|| format!("binding {}", self.config.listen))?;
         let addr = listener.local_addr()?;
-        crate::api::metrics::install();
+        metrics::install();
         let mut limits = self.config.server.clone();
-        let open_files = crate::api::server::raise_open_file_limit();
+        let open_files = server::raise_open_file_limit();
         if limits.max_connections == 0 {
-            limits.max_connections = crate::api::server::connections_for(open_files);
+            limits.max_connections = server::connections_for(open_files);
         }
         tracing::info!(
             open_files,
             max_connections = limits.max_connections,
             "connection limits"
         );
-        let watcher = crate::registry::spawn_watcher(self.clone());
+        let watcher = self.rules.spawn_watcher();
         let checkpointer = self.store.spawn_checkpointer();
         let router = crate::api::router(self);
         let handle = tokio::spawn(async move {
             // Dropped with this task, even when it is aborted.
             let _watcher = AbortOnDrop(watcher);
             let _checkpointer = checkpointer.map(AbortOnDrop);
-            crate::api::server::serve(listener, router, limits, shutdown_signal())
+            server::serve(listener, router, limits, shutdown_signal())
                 .await
                 .context("serving HTTP")
         });
