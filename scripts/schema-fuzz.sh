@@ -15,7 +15,10 @@ if ! "$VENV/bin/schemathesis" --version 2>/dev/null | grep -q "$VERSION"; then
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$VERSION"
 fi
-cargo build --locked -p aduana-host --bin aduana
+# The same selection as the test suite's build, so after `cargo test` this
+# reuses its artifacts (building only the bin would resolve features
+# differently and recompile the dependencies).
+cargo build --locked --workspace --all-targets
 BIN=target/debug/aduana
 dir="$(mktemp -d)"
 port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"

@@ -21,9 +21,9 @@ use std::{
 };
 
 use aduana_host::{
-    api::keys::{KeyRequest, create_key},
     builtins::COMPONENTS_DIR,
     domain::{ids::object_id, now_ms, signing},
+    keys::{KeyRequest, create_key},
     store::{Store, Tenant},
 };
 use serde_json::{Value, json};

@@ -13,9 +13,12 @@
 //! What it is not: a rule SDK (see `aduana-guest-sdk`) or a rule (see
 //! `rules/`).
 pub mod api;
+pub mod assess;
 pub mod builtins;
 pub mod config;
 pub mod domain;
+pub mod flows;
+pub mod keys;
 pub mod pipeline;
 pub mod registry;
 pub mod replay;

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use aduana_host::{
     App, Config,
-    api::keys::{KeyRequest, create_key},
     domain::{ids::object_id, now_ms},
+    keys::{KeyRequest, create_key},
     store::{Store, Tenant},
 };
 use anyhow::Context as _;

@@ -64,50 +64,55 @@ pub enum RegistryError {
 /// built from.
 type Cached = (String, i64, Arc<Pipeline>);
 
-/// Tenant id → its cached pipeline.
+/// (tenant id, flow) → its cached pipeline.
 #[derive(Debug, Default)]
 pub struct PipelineCache {
-    map: Mutex<HashMap<String, Cached>>,
+    map: Mutex<HashMap<(String, &'static str), Cached>>,
 }
 
 impl PipelineCache {
-    fn get(&self, tenant: &Tenant) -> Option<Arc<Pipeline>> {
+    fn get(&self, tenant: &Tenant, flow: &'static str) -> Option<Arc<Pipeline>> {
         let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(&tenant.id)
+        map.get(&(tenant.id.clone(), flow))
             .filter(|(s, r, _)| *s == tenant.settings && *r == tenant.rules_revision)
             .map(|(_, _, p)| Arc::clone(p))
     }
 
-    fn last(&self, tenant_id: &str) -> Option<Arc<Pipeline>> {
+    fn last(&self, tenant_id: &str, flow: &'static str) -> Option<Arc<Pipeline>> {
         let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(tenant_id).map(|(_, _, p)| Arc::clone(p))
+        map.get(&(tenant_id.to_owned(), flow))
+            .map(|(_, _, p)| Arc::clone(p))
     }
 
-    fn put(&self, tenant: &Tenant, pipeline: Arc<Pipeline>) {
+    fn put(&self, tenant: &Tenant, flow: &'static str, pipeline: Arc<Pipeline>) {
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         map.insert(
-            tenant.id.clone(),
+            (tenant.id.clone(), flow),
             (tenant.settings.clone(), tenant.rules_revision, pipeline),
         );
     }
 }
 
-/// The tenant's stored payout pipeline configuration, if it has one.
-pub fn configured_pipeline(settings: &str) -> Result<Option<PipelineConfig>, RegistryError> {
+/// The tenant's stored pipeline configuration for `flow`
+/// (`settings.pipeline.<flow>`), if it has one.
+pub fn configured_pipeline(
+    settings: &str,
+    flow: &str,
+) -> Result<Option<PipelineConfig>, RegistryError> {
     let parsed: Value =
         serde_json::from_str(settings).map_err(|e| RegistryError::Settings(e.to_string()))?;
-    match parsed.get("pipeline").and_then(|p| p.get("payout")) {
+    match parsed.get("pipeline").and_then(|p| p.get(flow)) {
         None => Ok(None),
         Some(cfg) => serde_json::from_value(cfg.clone())
             .map(Some)
-            .map_err(|e| RegistryError::Settings(format!("pipeline.payout: {e}"))),
+            .map_err(|e| RegistryError::Settings(format!("pipeline.{flow}: {e}"))),
     }
 }
 
-/// How the tenant's settings configure `rule_id` (its defaults when they
-/// do not mention it): what a candidate version would run with.
-pub fn step_config(settings: &str, rule_id: &str) -> Result<StepConfig, RegistryError> {
-    Ok(configured_pipeline(settings)?
+/// How the tenant's settings configure `rule_id` in `flow` (its defaults
+/// when they do not mention it): what a candidate version would run with.
+pub fn step_config(settings: &str, flow: &str, rule_id: &str) -> Result<StepConfig, RegistryError> {
+    Ok(configured_pipeline(settings, flow)?
         .and_then(|c| c.rules.into_iter().find(|s| s.rule_id == rule_id))
         .unwrap_or_else(|| StepConfig::new(rule_id)))
 }
@@ -210,19 +215,23 @@ impl TenantRules {
         Ok(rule)
     }
 
-    /// The tenant's compiled payout pipeline, built when its settings or rules
+    /// The tenant's compiled pipeline for `flow`, built when its settings or rules
     /// revision changed. If building fails, the last good pipeline keeps
     /// serving (and the failure is logged).
-    pub async fn tenant_pipeline(&self, tenant: &Tenant) -> Result<Arc<Pipeline>, RegistryError> {
-        if let Some(p) = self.pipelines.get(tenant) {
+    pub async fn tenant_pipeline(
+        &self,
+        tenant: &Tenant,
+        flow: &'static str,
+    ) -> Result<Arc<Pipeline>, RegistryError> {
+        if let Some(p) = self.pipelines.get(tenant, flow) {
             return Ok(p);
         }
-        match self.build_pipeline(tenant).await {
+        match self.build_pipeline(tenant, flow).await {
             Ok(p) => {
-                self.pipelines.put(tenant, Arc::clone(&p));
+                self.pipelines.put(tenant, flow, Arc::clone(&p));
                 Ok(p)
             }
-            Err(e) => match self.pipelines.last(&tenant.id) {
+            Err(e) => match self.pipelines.last(&tenant.id, flow) {
                 Some(last) => {
                     tracing::error!(error = %e, tenant_id = %tenant.id, "cannot rebuild the pipeline; keeping the last good one");
                     Ok(last)
@@ -232,8 +241,12 @@ impl TenantRules {
         }
     }
 
-    async fn build_pipeline(&self, tenant: &Tenant) -> Result<Arc<Pipeline>, RegistryError> {
-        let configured = configured_pipeline(&tenant.settings)?;
+    async fn build_pipeline(
+        &self,
+        tenant: &Tenant,
+        flow: &str,
+    ) -> Result<Arc<Pipeline>, RegistryError> {
+        let configured = configured_pipeline(&tenant.settings, flow)?;
         if configured.is_none() && tenant.rules_revision == 0 {
             return Ok(Arc::clone(&self.default_pipeline));
         }

@@ -12,14 +12,13 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 use serde::Serialize;
 
 use crate::{
-    domain::money::Currency,
     pipeline::{
         Decision, Mode, Pipeline, RuleRecord, Runnable, SignalDetail, Step, StepConfig, Thresholds,
-        Verdict, payout::PayoutInput,
+        Verdict,
     },
     registry::{RegistryError, TenantRules},
     runtime::{ContextSnapshot, Transaction},
-    store::StoredAssessment,
+    store::{StoredAssessment, Tenant},
 };
 
 /// Why a stored assessment cannot be re-run.
@@ -97,10 +96,9 @@ pub struct Stored {
 /// Decodes the stored input, context, rule records and result.
 pub fn decode(a: &StoredAssessment) -> Result<Stored, ReplayError> {
     let bad = |what: &str, e: serde_json::Error| ReplayError::Stored(format!("{what}: {e}"));
-    let input: PayoutInput = serde_json::from_str(&a.input).map_err(|e| bad("input", e))?;
-    let exponent = Currency::parse(&input.currency)
-        .map(|c| c.exponent())
-        .ok_or_else(|| ReplayError::Stored(format!("currency `{}`", input.currency)))?;
+    let tx = crate::flows::stored_transaction(&a.flow, &a.input, a.created_at)
+        .ok_or_else(|| ReplayError::Stored(format!("flow `{}` is not known", a.flow)))?
+        .map_err(|e| bad("input", e))?;
     let context: ContextSnapshot =
         serde_json::from_str(&a.context).map_err(|e| bad("context", e))?;
     let records: Vec<RuleRecord> = serde_json::from_str(&a.rules).map_err(|e| bad("rules", e))?;
@@ -130,7 +128,7 @@ pub fn decode(a: &StoredAssessment) -> Result<Stored, ReplayError> {
     };
     Ok(Stored {
         session_id: a.session_id.clone(),
-        tx: input.to_transaction(exponent, a.created_at),
+        tx,
         context: Arc::new(context),
         records,
         thresholds,
@@ -153,6 +151,22 @@ impl Candidate {
             rule_id: version.rule.metadata.id.clone(),
             step: version.step(config),
         }
+    }
+
+    /// The tenant's uploaded `rule_id@version` as it would run in `flow`
+    /// if activated now; `None` when the tenant has no such version.
+    pub async fn load(
+        rules: &TenantRules,
+        tenant: &Tenant,
+        flow: &str,
+        rule_id: &str,
+        version: &str,
+    ) -> Result<Option<Self>, RegistryError> {
+        let Some(runnable) = rules.candidate(&tenant.id, rule_id, version).await? else {
+            return Ok(None);
+        };
+        let config = crate::registry::step_config(&tenant.settings, flow, rule_id)?;
+        Ok(Some(Self::new(&runnable, &config)))
     }
 }
 

@@ -7,7 +7,8 @@ use anyhow::Context as _;
 use tokio::{net::TcpListener, task::JoinHandle};
 
 use crate::{
-    api::{App, auth::AuthCache, gates::TenantGates, metrics, ratelimit::RateLimits, server},
+    api::{App, auth::AuthCache, metrics, ratelimit::RateLimits, server},
+    assess::Assessor,
     builtins,
     config::Config,
     pipeline::{PipelineConfig, Runnable},
@@ -75,6 +76,11 @@ impl App {
             loaded,
             Arc::new(default_pipeline),
         ));
+        let assessor = Arc::new(Assessor::new(
+            store.clone(),
+            Arc::clone(&rules),
+            config.max_amount_major,
+        ));
         let app = Self {
             store,
             runtime,
@@ -82,7 +88,7 @@ impl App {
             rules,
             auth_cache: Arc::new(AuthCache::default()),
             rate_limits: Arc::new(rate_limits),
-            gates: Arc::new(TenantGates::default()),
+            assessor,
         };
         let started = std::time::Instant::now();
         let warmed = app

@@ -16,9 +16,9 @@ use std::{
 
 use aduana_host::{
     App, Config,
-    api::keys::{KeyRequest, create_key},
     builtins::COMPONENTS_DIR,
     domain::{ids::object_id, now_ms},
+    keys::{KeyRequest, create_key},
     runtime::{Runtime, RuntimeLimits},
     store::Tenant,
 };

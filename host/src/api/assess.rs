@@ -1,11 +1,6 @@
-//! `POST /api/v1/assess/payout` (§2) and its catalog.
-//!
-//! Order of work: authenticate → parse and validate → idempotency check →
-//! prefetch the context (list hits, beneficiary history) → run the tenant's
-//! pipeline → commit assessment + history + idempotency record + outbox row
-//! in one transaction → answer.
-use std::{sync::Arc, time::Instant};
-
+//! `POST /api/v1/assess/payout` (§2) and its catalog. The handler
+//! authenticates, reads the `Idempotency-Key` header and hands the body to
+//! the assess service (`assess/`), which does the rest.
 use axum::{
     Json, Router,
     extract::State,
@@ -14,28 +9,20 @@ use axum::{
     routing::post,
 };
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 use super::state::App;
 use super::{auth::Auth, error::ApiError, extract::Body};
 use crate::{
-    domain::{ids, now_ms, rfc3339_ms},
-    pipeline::{
-        Decision, FieldWarning,
-        payout::{self, CHANNELS, PayoutInput},
-    },
-    runtime::{ContextSnapshot, HistoryRecord, ListHitRecord},
-    store::{AssessmentWrite, CommitOutcome},
+    flows::{AssessFlow, Payout, payout::CHANNELS},
+    pipeline::FieldWarning,
 };
 
 pub fn router() -> Router<App> {
     Router::new().route("/api/v1/assess/payout", post(assess_payout).get(catalog))
 }
 
-const IDEMPOTENCY_SCOPE: &str = "assess_payout";
-
-fn json_response(status: StatusCode, body: String, replayed: bool) -> Response {
-    let mut resp = (status, body).into_response();
+fn json_response(body: String, replayed: bool) -> Response {
+    let mut resp = (StatusCode::OK, body).into_response();
     let headers = resp.headers_mut();
     headers.insert(
         axum::http::header::CONTENT_TYPE,
@@ -47,115 +34,25 @@ fn json_response(status: StatusCode, body: String, replayed: bool) -> Response {
     resp
 }
 
-/// A stable hash of the request: the JSON with keys sorted, the amount
-/// replaced by its exact value in minor units, and the idempotency key left
-/// out, so re-serializing the same request does not count as a different
-/// body.
-fn request_hash(body: &[u8], input: &PayoutInput) -> String {
-    let canonical = match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(mut obj)) => {
-            obj.insert(
-                "amount".into(),
-                Value::String(format!("{} {}", input.amount_minor, input.currency)),
-            );
-            obj.remove("amount_unit");
-            obj.remove("idempotency_key");
-            Value::Object(obj).to_string()
-        }
-        _ => String::from_utf8_lossy(body).into_owned(),
-    };
-    hex::encode(Sha256::digest(canonical.as_bytes()))
-}
-
-/// Reads what the rules may ask about: the tenant's list hits for the
-/// transaction's identifiers and the origin → beneficiary history.
-pub(crate) async fn prefetch_context(
-    app: &App,
-    tenant_id: &str,
-    input: &PayoutInput,
-    now: i64,
-) -> Result<Arc<ContextSnapshot>, ApiError> {
-    let origin_key = input.origin_key();
-    let beneficiary_key = input.beneficiary_key();
-    let identifiers = input.list_identifiers();
-    let (matches, history) = app
-        .store
-        .assess_context(
-            tenant_id,
-            "payout",
-            &identifiers,
-            beneficiary_key.as_deref().map(|b| (origin_key.as_str(), b)),
-            now,
-        )
-        .await?;
-    let mut list_hits: Vec<ListHitRecord> = matches
-        .into_iter()
-        .map(|m| ListHitRecord {
-            list_type: m.list_type,
-            value: m.value,
-            entry_id: m.entry_id,
-            severity: m.severity,
-        })
-        .collect();
-    // Most severe first, so a lookup sees `block` before `flag`/`review`.
-    let rank = |s: &str| match s {
-        "block" => 0,
-        "flag" => 1,
-        _ => 2,
-    };
-    list_hits.sort_by(|a, b| {
-        rank(&a.severity)
-            .cmp(&rank(&b.severity))
-            .then(a.entry_id.cmp(&b.entry_id))
-    });
-    let history = history.map_or_else(HistoryRecord::default, |h| HistoryRecord {
-        prior_transfers: u32::try_from(h.transfers).unwrap_or(u32::MAX),
-        first_at_ms: Some(h.first_at),
-        last_at_ms: Some(h.last_at),
-    });
-    Ok(Arc::new(ContextSnapshot { list_hits, history }))
-}
-
-/// Runs `pipeline` on a blocking worker once the tenant's gate admits it;
-/// waiting counts toward the pipeline's deadline (504 past it).
-pub(crate) async fn run_pipeline(
-    app: &App,
-    tenant_id: &str,
-    pipeline: Arc<crate::pipeline::Pipeline>,
-    tx: crate::runtime::Transaction,
-    context: Arc<ContextSnapshot>,
-    warnings: Vec<FieldWarning>,
-) -> Result<crate::pipeline::Verdict, ApiError> {
-    let started = Instant::now();
-    let _permit = app
-        .gates
-        .enter(tenant_id, pipeline.deadline)
-        .await
-        .ok_or(ApiError::AssessTimeout)?;
-    let left = pipeline
-        .deadline
-        .checked_sub(started.elapsed())
-        .ok_or(ApiError::AssessTimeout)?;
-    let rt = Arc::clone(&app.runtime);
-    tokio::task::spawn_blocking(move || pipeline.run_within(&rt, &tx, &context, warnings, left))
-        .await
-        .map_err(|e| ApiError::Internal(anyhow::anyhow!("pipeline worker: {e}")))?
-        .map_err(|_| ApiError::AssessTimeout)
-}
-
+/// `POST /api/v1/assess/payout`.
 async fn assess_payout(
     State(app): State<App>,
     auth: Auth,
     headers: HeaderMap,
     Body(body): Body,
 ) -> Result<Response, ApiError> {
-    let started = Instant::now();
     auth.require("assess")?;
-    let tenant_id = auth.tenant_id().to_owned();
-    let (input, warnings) = payout::parse(&body, app.config.max_amount_major)
-        .map_err(|e| ApiError::validation(&e.field, e.message))?;
+    let answer = app
+        .assessor
+        .assess::<Payout>(&auth.record.tenant, &body, idempotency_header(&headers)?)
+        .await?;
+    Ok(json_response(answer.body, answer.replayed))
+}
 
-    let header_key = headers
+/// The `Idempotency-Key` header: visible ASCII, at most 255 characters;
+/// blank counts as absent.
+fn idempotency_header(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let key = headers
         .get("idempotency-key")
         .map(|v| {
             v.to_str()
@@ -164,126 +61,13 @@ async fn assess_payout(
         })
         .transpose()?
         .filter(|k| !k.is_empty());
-    if header_key.as_ref().is_some_and(|k| k.len() > 255) {
+    if key.as_ref().is_some_and(|k| k.len() > 255) {
         return Err(ApiError::validation(
             "Idempotency-Key",
             "is longer than 255 characters",
         ));
     }
-    let idem_key = header_key.or_else(|| input.idempotency_key.clone());
-    let hash = request_hash(&body, &input);
-    let now = now_ms();
-    if let Some(key) = &idem_key
-        && let Some(rec) = app
-            .store
-            .idempotency_record(&tenant_id, IDEMPOTENCY_SCOPE, key, now)
-            .await?
-    {
-        if rec.request_hash != hash {
-            return Err(ApiError::IdempotencyKeyReused);
-        }
-        tracing::Span::current().record("session_id", rec.session_id.as_str());
-        return Ok(json_response(StatusCode::OK, rec.response, true));
-    }
-
-    let session_id = ids::payout_session_id(now);
-    tracing::Span::current().record("session_id", session_id.as_str());
-    let context = prefetch_context(&app, &tenant_id, &input, now).await?;
-
-    let exponent = input.money.as_ref().map_or(2, |m| m.currency.exponent());
-    let tx = input.to_transaction(exponent, now);
-    let pipeline = app
-        .rules
-        .tenant_pipeline(&auth.record.tenant)
-        .await
-        .map_err(|e| ApiError::Internal(e.into()))?;
-    let verdict = run_pipeline(
-        &app,
-        &tenant_id,
-        Arc::clone(&pipeline),
-        tx,
-        context.clone(),
-        warnings,
-    )
-    .await?;
-
-    let major = input
-        .money
-        .as_ref()
-        .map(|m| m.major_string())
-        .unwrap_or_default();
-    let latency_ms = (started.elapsed().as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0;
-    let response = json!({
-        "decision": verdict.decision.as_str(),
-        "risk_score": verdict.risk_score,
-        "flow": "payout",
-        "signals": verdict.signals.iter().map(|s| s.code.as_str()).collect::<Vec<_>>(),
-        "signal_details": verdict.signals,
-        "blocked_by": verdict.blocked_by,
-        "session_id": session_id,
-        "field_warnings": verdict.field_warnings,
-        "latency_ms": latency_ms,
-        "amount": { "minor": input.amount_minor, "major": major, "currency": input.currency },
-        "payment_id": input.payment_id,
-        "idempotency_key": idem_key,
-    })
-    .to_string();
-
-    metrics::counter!("aduana_assessments_total", "flow" => "payout", "decision" => verdict.decision.as_str()).increment(1);
-    let event = if verdict.decision == Decision::Decline {
-        "transaction.blocked"
-    } else {
-        "transaction.created"
-    };
-    let event_id = ids::object_id("evt");
-    let outbox_payload = json!({
-        "id": event_id,
-        "event": event,
-        "timestamp": rfc3339_ms(now),
-        "data": {
-            "session_id": session_id,
-            "flow": "payout",
-            "decision": verdict.decision.as_str(),
-            "risk_score": verdict.risk_score,
-            "signals": verdict.signals.iter().map(|s| s.code.as_str()).collect::<Vec<_>>(),
-            "blocked_by": verdict.blocked_by,
-            "amount": { "minor": input.amount_minor, "major": major, "currency": input.currency },
-            "payment_id": input.payment_id,
-        }
-    })
-    .to_string();
-    let write = AssessmentWrite {
-        session_id: session_id.clone(),
-        tenant_id: tenant_id.clone(),
-        flow: "payout".to_owned(),
-        decision: verdict.decision.as_str().to_owned(),
-        risk_score: i64::from(verdict.risk_score),
-        payment_id: input.payment_id.clone(),
-        input: serde_json::to_string(&input).map_err(|e| ApiError::Internal(e.into()))?,
-        context: serde_json::to_string(&*context).map_err(|e| ApiError::Internal(e.into()))?,
-        rules: serde_json::to_string(&verdict.rules).map_err(|e| ApiError::Internal(e.into()))?,
-        thresholds: serde_json::to_string(&pipeline.thresholds)
-            .map_err(|e| ApiError::Internal(e.into()))?,
-        response: response.clone(),
-        created_at: now,
-        idempotency: idem_key
-            .clone()
-            .map(|k| (IDEMPOTENCY_SCOPE.to_owned(), k, hash.clone())),
-        history: match (input.beneficiary_key(), verdict.decision) {
-            (Some(b), d) if d != Decision::Decline => Some((input.origin_key(), b)),
-            _ => None,
-        },
-        outbox: Some((event_id, event.to_owned(), outbox_payload)),
-    };
-    match app.store.commit_assessment(write).await? {
-        CommitOutcome::Committed => Ok(json_response(StatusCode::OK, response, false)),
-        CommitOutcome::Replayed(rec) => {
-            if rec.request_hash != hash {
-                return Err(ApiError::IdempotencyKeyReused);
-            }
-            Ok(json_response(StatusCode::OK, rec.response, true))
-        }
-    }
+    Ok(key)
 }
 
 /// `GET /api/v1/assess/payout`: what an integrator needs to call it.
@@ -303,7 +87,7 @@ async fn catalog(State(app): State<App>) -> Json<Value> {
     let t = app.rules.default_pipeline.thresholds;
     Json(json!({
         "version": "2026-11-01",
-        "flow": "payout",
+        "flow": Payout::NAME,
         "endpoint": "POST /api/v1/assess/payout",
         "amount": {
             "field": "amount",

@@ -229,3 +229,17 @@ impl From<StoreError> for ApiError {
         }
     }
 }
+
+impl From<crate::assess::AssessError> for ApiError {
+    fn from(e: crate::assess::AssessError) -> Self {
+        use crate::assess::AssessError as E;
+        match e {
+            E::Invalid { field, message } => Self::Validation { field, message },
+            E::IdempotencyKeyReused => Self::IdempotencyKeyReused,
+            E::Timeout => Self::AssessTimeout,
+            E::Store(e) => e.into(),
+            E::Rules(e) => Self::Internal(e.into()),
+            E::Internal(e) => Self::Internal(anyhow::anyhow!(e)),
+        }
+    }
+}

@@ -171,12 +171,4 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiE
     })
 }
 
-/// For `Option<Option<T>>` fields: absent → `None`, `null` → `Some(None)`,
-/// a value → `Some(Some(v))` (use with `#[serde(default)]`).
-pub fn nullable<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: serde::Deserialize<'de>,
-{
-    <Option<T> as serde::Deserialize>::deserialize(d).map(Some)
-}
+pub use crate::domain::json::nullable;

@@ -7,7 +7,6 @@ pub mod auth;
 pub mod blocklists;
 mod error;
 pub mod extract;
-pub mod gates;
 pub mod health;
 pub mod keys;
 pub mod metrics;

@@ -18,14 +18,10 @@ use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 
 use super::state::App;
-use super::{
-    error::ApiError,
-    extract::Body,
-    extract::parse_json,
-    keys::{KeyRequest, create_key},
-};
+use super::{error::ApiError, extract::Body, extract::parse_json};
 use crate::{
     domain::{ids::object_id, now_ms, rfc3339_ms},
+    keys::{KeyRequest, create_key},
     store::{AuditEvent, Tenant},
 };
 

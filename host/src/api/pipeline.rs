@@ -20,7 +20,8 @@ use super::state::App;
 use super::{auth::Auth, error::ApiError, extract::Body, extract::parse_json};
 use crate::{
     domain::{country::Country, money::Currency, now_ms, signing::check_params},
-    pipeline::{PipelineConfig, StepConfig, Thresholds, payout::PayoutInput},
+    flows::{AssessFlow, Payout, payout::PayoutInput},
+    pipeline::{PipelineConfig, StepConfig, Thresholds},
     registry,
     runtime::{ContextSnapshot, LoadedRule, Outcome},
     store::AuditEvent,
@@ -124,12 +125,12 @@ fn probe_transaction() -> crate::runtime::Transaction {
         amount_minor: 100_000,
         currency: "MXN".into(),
         transaction_type: None,
-        beneficiary: crate::pipeline::payout::BeneficiaryInput {
+        beneficiary: crate::flows::payout::BeneficiaryInput {
             country: Some("MX".into()),
             name: Some("Probe".into()),
             ..Default::default()
         },
-        origin: crate::pipeline::payout::OriginInput {
+        origin: crate::flows::payout::OriginInput {
             account_id: Some("probe".into()),
             country: Some("MX".into()),
         },
@@ -150,11 +151,11 @@ async fn show(State(app): State<App>, auth: Auth) -> Result<Json<Value>, ApiErro
         .tenant(&tenant.id)
         .await?
         .ok_or(ApiError::NotFound("tenant"))?;
-    let configured = registry::configured_pipeline(&tenant.settings)
+    let configured = registry::configured_pipeline(&tenant.settings, Payout::NAME)
         .map_err(|e| ApiError::Internal(e.into()))?;
     let pipeline = app
         .rules
-        .tenant_pipeline(&tenant)
+        .tenant_pipeline(&tenant, Payout::NAME)
         .await
         .map_err(|e| ApiError::Internal(e.into()))?;
     let activations = app.store.activations(&tenant.id).await?;

@@ -5,8 +5,10 @@ use std::sync::Arc;
 
 use axum::extract::FromRef;
 
-use super::{auth::AuthCache, gates::TenantGates, ratelimit::RateLimits};
-use crate::{config::Config, registry::TenantRules, runtime::Runtime, store::Store};
+use super::{auth::AuthCache, ratelimit::RateLimits};
+use crate::{
+    assess::Assessor, config::Config, registry::TenantRules, runtime::Runtime, store::Store,
+};
 
 /// Shared state of a running service.
 #[derive(Clone)]
@@ -18,8 +20,8 @@ pub struct App {
     pub rules: Arc<TenantRules>,
     pub(crate) auth_cache: Arc<AuthCache>,
     pub(crate) rate_limits: Arc<RateLimits>,
-    /// Per-tenant admission to the rule sandbox.
-    pub(crate) gates: Arc<TenantGates>,
+    /// The assess use case, for every flow.
+    pub assessor: Arc<Assessor>,
 }
 
 impl std::fmt::Debug for App {

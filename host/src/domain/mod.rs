@@ -2,6 +2,7 @@
 //! values, identifiers and permissions. Pure: no I/O.
 pub mod country;
 pub mod ids;
+pub mod json;
 pub mod keys;
 pub mod lists;
 pub mod money;

@@ -3,7 +3,7 @@
 //! rule-author kit) to run a real component exactly as the pipeline would.
 use serde::{Deserialize, Serialize};
 
-use super::payout::{BeneficiaryInput, OriginInput, PayoutDetailsInput, PayoutInput};
+use crate::flows::payout::{BeneficiaryInput, OriginInput, PayoutDetailsInput, PayoutInput};
 use crate::runtime::{ContextSnapshot, Evaluation, Outcome, Transaction};
 
 /// One fixture file.

@@ -6,7 +6,6 @@
 pub mod breaker;
 pub mod config;
 pub mod fixture;
-pub mod payout;
 
 use std::{sync::Arc, time::Instant};
 

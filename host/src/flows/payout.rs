@@ -7,12 +7,15 @@ use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::FieldWarning;
+use super::AssessFlow;
 use crate::domain::{
     country::Country,
     money::{AmountError, AmountUnit, Currency, Money},
 };
-use crate::runtime::{Amount, Beneficiary, Channel, Flow, Origin, PayoutDetails, Transaction};
+use crate::{
+    pipeline::FieldWarning,
+    runtime::{Amount, Beneficiary, Channel, Flow, Origin, PayoutDetails, Transaction},
+};
 
 /// A request that failed validation: `field` is the JSON path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -385,5 +388,56 @@ impl PayoutInput {
             Some((t.to_owned(), v))
         })
         .collect()
+    }
+}
+
+/// The payout flow (§2): `POST /api/v1/assess/payout`.
+#[derive(Debug, Clone, Copy)]
+pub struct Payout;
+
+impl AssessFlow for Payout {
+    const NAME: &'static str = "payout";
+    const IDEMPOTENCY_SCOPE: &'static str = "assess_payout";
+    type Input = PayoutInput;
+
+    fn parse(body: &[u8], max_major: Decimal) -> Result<(PayoutInput, Vec<FieldWarning>), Invalid> {
+        parse(body, max_major)
+    }
+
+    fn minor_and_currency(input: &PayoutInput) -> (u64, &str) {
+        (input.amount_minor, &input.currency)
+    }
+
+    fn exponent(input: &PayoutInput) -> u8 {
+        input.money.as_ref().map_or_else(
+            || Currency::parse(&input.currency).map_or(2, |c| c.exponent()),
+            |m| m.currency.exponent(),
+        )
+    }
+
+    fn list_identifiers(input: &PayoutInput) -> Vec<(String, String)> {
+        input.list_identifiers()
+    }
+
+    fn history_key(input: &PayoutInput) -> Option<(String, String)> {
+        input
+            .beneficiary_key()
+            .map(|beneficiary| (input.origin_key(), beneficiary))
+    }
+
+    fn to_transaction(input: &PayoutInput, assessed_at_ms: i64) -> Transaction {
+        input.to_transaction(Self::exponent(input), assessed_at_ms)
+    }
+
+    fn payment_id(input: &PayoutInput) -> Option<&str> {
+        input.payment_id.as_deref()
+    }
+
+    fn idempotency_key(input: &PayoutInput) -> Option<&str> {
+        input.idempotency_key.as_deref()
+    }
+
+    fn session_id(now_ms: i64) -> String {
+        crate::domain::ids::payout_session_id(now_ms)
     }
 }

@@ -1,0 +1,62 @@
+//! The assess flows: each maps its wire input to the rule transaction, the
+//! identifiers the context is prefetched for, its history key and the
+//! fields echoed in the answer. The assess use case (`assess/`) is written
+//! once over [`AssessFlow`]; a flow's name appears as a literal only here
+//! and on the wire.
+pub mod payout;
+
+use rust_decimal::Decimal;
+use serde::{Serialize, de::DeserializeOwned};
+
+use crate::{pipeline::FieldWarning, runtime::Transaction};
+
+pub use payout::{Invalid, Payout};
+
+/// One assess flow.
+pub trait AssessFlow: Send + Sync + 'static {
+    /// The flow's name on the wire, in settings and in stored assessments.
+    const NAME: &'static str;
+    /// The idempotency scope of its assess endpoint.
+    const IDEMPOTENCY_SCOPE: &'static str;
+    /// The validated input, stored with the assessment and read back by
+    /// replay and backtest.
+    type Input: Serialize + DeserializeOwned + Clone + Send + Sync + 'static;
+
+    /// Parses and validates a request body: the input and the field
+    /// warnings validation produced.
+    fn parse(body: &[u8], max_major: Decimal) -> Result<(Self::Input, Vec<FieldWarning>), Invalid>;
+    /// The exact amount in minor units and the currency code.
+    fn minor_and_currency(input: &Self::Input) -> (u64, &str);
+    /// The currency's minor-unit exponent.
+    fn exponent(input: &Self::Input) -> u8;
+    /// (list type, normalized value) pairs the blocklists are probed for.
+    fn list_identifiers(input: &Self::Input) -> Vec<(String, String)>;
+    /// (origin, counterparty) whose history the rules see, if any.
+    fn history_key(input: &Self::Input) -> Option<(String, String)>;
+    /// The rule transaction at `assessed_at_ms`.
+    fn to_transaction(input: &Self::Input, assessed_at_ms: i64) -> Transaction;
+    /// The bank's own id of the payment, echoed.
+    fn payment_id(input: &Self::Input) -> Option<&str>;
+    /// The idempotency key sent in the body.
+    fn idempotency_key(input: &Self::Input) -> Option<&str>;
+    /// A new session id.
+    fn session_id(now_ms: i64) -> String;
+}
+
+/// The rule transaction of a stored assessment of flow `flow`, from its
+/// stored input, at its `assessed_at_ms` (replay and backtest); `None` for
+/// a flow this host does not know.
+pub fn stored_transaction(
+    flow: &str,
+    input_json: &str,
+    assessed_at_ms: i64,
+) -> Option<Result<Transaction, serde_json::Error>> {
+    fn read<F: AssessFlow>(input: &str, at: i64) -> Result<Transaction, serde_json::Error> {
+        let input: F::Input = serde_json::from_str(input)?;
+        Ok(F::to_transaction(&input, at))
+    }
+    match flow {
+        Payout::NAME => Some(read::<Payout>(input_json, assessed_at_ms)),
+        _ => None,
+    }
+}
