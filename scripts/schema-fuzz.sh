@@ -33,15 +33,32 @@ for _ in $(seq 1 200); do
   curl -sf "http://127.0.0.1:$port/api/v1/health/ready" >/dev/null && break
   sleep 0.1
 done
+# One worker: with two, hypothesis's shared caches raced once (an
+# "Inconsistent results" error inside the generator, not a server finding).
+# A run whose only problems are such tool errors (no check failed) is tried
+# once more with the same seed; a failed check is never retried.
+fuzz() {
+  "$VENV/bin/schemathesis" run "http://127.0.0.1:$port/openapi.json" \
+    --header "Authorization: Bearer $key" \
+    --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
+    --max-examples "${SCHEMA_FUZZ_EXAMPLES:-25}" \
+    --seed 20261206 \
+    --workers 1 \
+    --request-timeout 30 \
+    --no-color 2>&1 | tee "$dir/fuzz.log"
+  return "${PIPESTATUS[0]}"
+}
 started=$SECONDS
-"$VENV/bin/schemathesis" run "http://127.0.0.1:$port/openapi.json" \
-  --header "Authorization: Bearer $key" \
-  --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
-  --max-examples "${SCHEMA_FUZZ_EXAMPLES:-25}" \
-  --seed 20261206 \
-  --workers 2 \
-  --request-timeout 30 \
-  --no-color
+if ! fuzz; then
+  summary="$(grep -E '^=+ .* in [0-9.]+s =+$' "$dir/fuzz.log" | tail -n 1)"
+  case "$summary" in
+    *failure*|"") exit 1 ;;
+    *error*)
+      echo "schemathesis reported only tool errors ($summary); trying once more" >&2
+      fuzz ;;
+    *) exit 1 ;;
+  esac
+fi
 echo "schema fuzzing took $((SECONDS - started)) s"
 if grep -q "panicked" "$dir/serve.log"; then
   echo "the server panicked during schema fuzzing:" >&2

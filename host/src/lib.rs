@@ -17,6 +17,7 @@ pub mod assess;
 pub mod builtins;
 pub mod config;
 pub mod domain;
+pub mod events;
 pub mod flows;
 pub mod keys;
 pub mod pipeline;
@@ -25,6 +26,7 @@ pub mod replay;
 pub mod runtime;
 pub mod startup;
 pub mod store;
+pub mod tasks;
 
 pub use api::App;
 pub use config::Config;

@@ -334,32 +334,33 @@ impl TenantRules {
     /// Loads rules activated on any node before this node's first assessment
     /// needs them, so compiling (or reading an artifact) stays off the assess
     /// path: every 250 ms, the activations of the last few seconds are loaded.
-    pub fn spawn_watcher(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
-        let rules = Arc::clone(self);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-            loop {
-                tick.tick().await;
-                // Generous overlap: node clocks may differ by a few seconds.
-                let since = crate::domain::now_ms() - 10_000;
-                let recent = match rules.store.activated_since(since).await {
-                    Ok(r) => r,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot poll activations");
-                        continue;
-                    }
-                };
-                for (tenant_id, digest) in recent {
-                    if rules.runtime.cached(&digest).is_some() {
-                        continue;
-                    }
-                    if let Err(e) = rules.load_rule(&tenant_id, &digest).await {
-                        tracing::error!(tenant_id = %tenant_id, digest = %digest, error = %e, "cannot preload an activated rule");
-                    }
+    /// A supervised task; returns when `stop` resolves.
+    pub async fn watch_activations(self: Arc<Self>, mut stop: crate::tasks::Stop) {
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = stop.requested() => return,
+            }
+            // Generous overlap: node clocks may differ by a few seconds.
+            let since = crate::domain::now_ms() - 10_000;
+            let recent = match self.store.activated_since(since).await {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot poll activations");
+                    continue;
+                }
+            };
+            for (tenant_id, digest) in recent {
+                if self.runtime.cached(&digest).is_some() {
+                    continue;
+                }
+                if let Err(e) = self.load_rule(&tenant_id, &digest).await {
+                    tracing::error!(tenant_id = %tenant_id, digest = %digest, error = %e, "cannot preload an activated rule");
                 }
             }
-        })
+        }
     }
 
     /// The component a stored record ran: a built-in, or one the tenant

@@ -15,6 +15,7 @@ use crate::{
     registry::TenantRules,
     runtime::Runtime,
     store::Store,
+    tasks::Supervisor,
 };
 
 impl App {
@@ -122,27 +123,27 @@ impl App {
             max_connections = limits.max_connections,
             "connection limits"
         );
-        let watcher = self.rules.spawn_watcher();
-        let checkpointer = self.store.spawn_checkpointer();
+        let mut tasks = Supervisor::default();
+        tasks.spawn("activation watcher", {
+            let rules = Arc::clone(&self.rules);
+            move |stop| rules.watch_activations(stop)
+        });
+        tasks.spawn("sqlite checkpointer", {
+            let store = self.store.clone();
+            move |stop| async move { store.checkpoint_until(stop).await }
+        });
+        let store = self.store.clone();
+        let grace = limits.shutdown_grace;
         let router = crate::api::router(self);
         let handle = tokio::spawn(async move {
-            // Dropped with this task, even when it is aborted.
-            let _watcher = AbortOnDrop(watcher);
-            let _checkpointer = checkpointer.map(AbortOnDrop);
-            server::serve(listener, router, limits, shutdown_signal())
-                .await
-                .context("serving HTTP")
+            // Requests first (they wait for their own commits), then the
+            // commit queue and the background tasks. Aborting this task
+            // drops the supervisor, which aborts the tasks.
+            let served = server::serve(listener, router, limits, shutdown_signal()).await;
+            tasks.shutdown(|| store.commits_idle(), grace).await;
+            served.context("serving HTTP")
         });
         Ok(Server { addr, handle })
-    }
-}
-
-/// Aborts a background task when dropped.
-struct AbortOnDrop(JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 

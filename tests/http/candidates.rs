@@ -445,7 +445,54 @@ async fn backtest_simulation_and_activation_agree(db: Db) {
     );
 }
 
+/// Typed domain events land in the outbox with the change they record:
+/// `transaction.created` with the assessment, `rule.activated` with the
+/// activation (naming the version it retired).
+async fn domain_events_are_written_with_their_change(db: Db) {
+    let t = TestApp::start(db).await;
+    let a = t.tenant().await;
+    let signer = t.signer(&a).await;
+    upload(&t, &a, &signer, "weighted-v1", true).await;
+    upload(&t, &a, &signer, "weighted-v2", false).await;
+    activate(&t, &a.key, "1.0.0", "active").await;
+    let (_, v) = t.assess(&a.key, &payout_of("15000.00")).await;
+    activate(&t, &a.key, "1.2.0", "active").await;
+    let rows = t.app.store.outbox_rows(&a.id, 10).await.unwrap();
+    let events: Vec<(String, Value)> = rows
+        .iter()
+        .map(|r| (r.event.clone(), serde_json::from_str(&r.payload).unwrap()))
+        .collect();
+    let names: Vec<&str> = events.iter().map(|(e, _)| e.as_str()).collect();
+    assert_eq!(
+        names,
+        ["rule.activated", "transaction.created", "rule.activated"],
+        "{events:?}"
+    );
+    let (_, created) = &events[1];
+    assert_eq!(created["data"]["session_id"], v["session_id"]);
+    assert_eq!(created["data"]["decision"], v["decision"]);
+    assert_eq!(created["data"]["flow"], "payout");
+    assert!(created["id"].as_str().unwrap().starts_with("evt_"));
+    let (_, promoted) = &events[2];
+    assert_eq!(
+        promoted["data"],
+        json!({"rule_id": RULE, "version": "1.2.0", "digest": promoted["data"]["digest"],
+               "mode": "active", "replaced": "1.0.0", "activated_by": promoted["data"]["activated_by"]})
+    );
+    assert!(
+        promoted["data"]["digest"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
+    );
+    assert_eq!(rows[2].id, promoted["id"].as_str().unwrap());
+    // Another tenant's outbox is empty.
+    let b = t.tenant().await;
+    assert!(t.app.store.outbox_rows(&b.id, 10).await.unwrap().is_empty());
+}
+
 crate::both_backends!(
+    domain_events_are_written_with_their_change,
     shadow_runs_beside_the_active_version,
     hostile_shadow_never_touches_the_live_decision,
     backtest_simulation_and_activation_agree,

@@ -148,11 +148,11 @@ fn write(tenant: &TestTenant, session: &str, beneficiary: &str) -> AssessmentWri
         created_at: now,
         idempotency: None,
         history: Some(("acct:gc".to_owned(), format!("id:{beneficiary}"))),
-        outbox: Some((
-            format!("evt_{session}"),
-            "transaction.created".to_owned(),
-            "{}".to_owned(),
-        )),
+        outbox: Some(aduana_host::store::OutboxRow {
+            id: format!("evt_{session}"),
+            event: "transaction.created".to_owned(),
+            payload: "{}".to_owned(),
+        }),
     }
 }
 

@@ -24,9 +24,10 @@ use crate::{
         now_ms, rfc3339_ms,
         signing::{Manifest, digest_string, parse_signature, sha256, verify},
     },
+    events::{Event, RuleActivatedEvent},
     pipeline::Mode,
     runtime::{LoadedRule, RuntimeError},
-    store::{ActivationRecord, AuditEvent, RuleVersionRecord, StoreError},
+    store::{Activation, ActivationRecord, AuditEvent, RuleVersionRecord, StoreError},
 };
 
 /// How much of a refused upload is read and discarded so the client gets
@@ -648,7 +649,27 @@ async fn activate(
     };
     let change = app
         .store
-        .activate_rule(tenant_id, &rule_id, &version, mode.as_str(), now, &event)
+        .activate_rule(
+            &Activation {
+                tenant_id,
+                rule_id: &rule_id,
+                version: &version,
+                mode: mode.as_str(),
+                now,
+            },
+            &event,
+            |change| {
+                Event::RuleActivated(RuleActivatedEvent {
+                    rule_id: rule_id.clone(),
+                    version: version.clone(),
+                    digest: v.digest.clone(),
+                    mode: mode.as_str(),
+                    replaced: change.replaced.clone(),
+                    activated_by: auth.record.key.id.clone(),
+                })
+                .outbox_row(now)
+            },
+        )
         .await?;
     app.auth_cache.forget_tenant(tenant_id);
     Ok(Json(json!({

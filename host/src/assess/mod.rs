@@ -17,7 +17,8 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::{
-    domain::{ids, now_ms, rfc3339_ms},
+    domain::now_ms,
+    events::{Event, TransactionEvent},
     flows::AssessFlow,
     pipeline::{Decision, FieldWarning, Pipeline, Verdict},
     registry::{RegistryError, TenantRules},
@@ -153,28 +154,16 @@ impl Assessor {
         .to_string();
 
         metrics::counter!("aduana_assessments_total", "flow" => F::NAME, "decision" => verdict.decision.as_str()).increment(1);
-        let event = if verdict.decision == Decision::Decline {
-            "transaction.blocked"
-        } else {
-            "transaction.created"
-        };
-        let event_id = ids::object_id("evt");
-        let outbox_payload = json!({
-            "id": event_id,
-            "event": event,
-            "timestamp": rfc3339_ms(now),
-            "data": {
-                "session_id": session_id,
-                "flow": F::NAME,
-                "decision": verdict.decision.as_str(),
-                "risk_score": verdict.risk_score,
-                "signals": verdict.signals.iter().map(|s| s.code.as_str()).collect::<Vec<_>>(),
-                "blocked_by": verdict.blocked_by,
-                "amount": amount,
-                "payment_id": F::payment_id(&input),
-            }
-        })
-        .to_string();
+        let event = Event::transaction(TransactionEvent {
+            session_id: session_id.clone(),
+            flow: F::NAME,
+            decision: verdict.decision.as_str(),
+            risk_score: verdict.risk_score,
+            signals: verdict.signals.iter().map(|s| s.code.clone()).collect(),
+            blocked_by: verdict.blocked_by.clone(),
+            amount,
+            payment_id: F::payment_id(&input).map(str::to_owned),
+        });
         let encode = |e: serde_json::Error| AssessError::Internal(e.to_string());
         let write = AssessmentWrite {
             session_id: session_id.clone(),
@@ -196,7 +185,7 @@ impl Assessor {
                 (Some(pair), d) if d != Decision::Decline => Some(pair),
                 _ => None,
             },
-            outbox: Some((event_id, event.to_owned(), outbox_payload)),
+            outbox: Some(event.outbox_row(now)),
         };
         match self.store.commit_assessment(write).await? {
             CommitOutcome::Committed => Ok(Answer {

@@ -38,8 +38,17 @@ pub struct AssessmentWrite {
     pub idempotency: Option<(String, String, String)>,
     /// (origin key, beneficiary key) when the transfer counts toward history.
     pub history: Option<(String, String)>,
-    /// (outbox id, event name, payload JSON).
-    pub outbox: Option<(String, String, String)>,
+    /// The domain event to deliver, committed with the assessment.
+    pub outbox: Option<OutboxRow>,
+}
+
+/// A domain event waiting in the outbox: its id, name and the JSON body a
+/// receiver gets (`events::Event` builds them).
+#[derive(Debug, Clone)]
+pub struct OutboxRow {
+    pub id: String,
+    pub event: String,
+    pub payload: String,
 }
 
 /// A stored idempotency record.
@@ -400,7 +409,7 @@ impl Store {
                 q.execute(&mut *tx).await?;
             }
 
-            let events: Vec<(&AssessmentWrite, &(String, String, String))> = fresh
+            let events: Vec<(&AssessmentWrite, &OutboxRow)> = fresh
                 .iter()
                 .filter_map(|a| a.outbox.as_ref().map(|o| (*a, o)))
                 .collect();
@@ -410,12 +419,12 @@ impl Store {
                     values(events.len(), 5, "")
                 );
                 let mut q = sqlx::query(&sql);
-                for (a, (id, event, payload)) in &events {
+                for (a, row) in &events {
                     q = q
-                        .bind(id.as_str())
+                        .bind(row.id.as_str())
                         .bind(a.tenant_id.as_str())
-                        .bind(event.as_str())
-                        .bind(payload.as_str())
+                        .bind(row.event.as_str())
+                        .bind(row.payload.as_str())
                         .bind(a.created_at);
                 }
                 q.execute(&mut *tx).await?;
@@ -489,6 +498,31 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(assessment_from_row).collect()
+    }
+
+    /// The tenant's outbox rows, oldest first (at most `limit`).
+    pub async fn outbox_rows(
+        &self,
+        tenant_id: &str,
+        limit: i64,
+    ) -> Result<Vec<OutboxRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, event, payload FROM outbox WHERE tenant_id = $1 \
+             ORDER BY created_at, id LIMIT $2",
+        )
+        .bind(tenant_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(OutboxRow {
+                    id: r.try_get("id")?,
+                    event: r.try_get("event")?,
+                    payload: r.try_get("payload")?,
+                })
+            })
+            .collect()
     }
 
     /// Counts rows of a tenant in a side-effect table (`assessments`,

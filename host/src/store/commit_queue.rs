@@ -86,6 +86,12 @@ impl CommitQueue {
         }
     }
 
+    /// No write is queued and no drainer runs.
+    pub(super) fn is_idle(&self) -> bool {
+        let state = self.lock();
+        state.pending.is_empty() && state.drainers == 0
+    }
+
     /// Called when a drainer ends without `next_batch` returning `None`
     /// (its task was cancelled or panicked), so a later push starts
     /// another one.

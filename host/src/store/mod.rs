@@ -22,13 +22,16 @@ use sqlx::{
 };
 
 pub use assessments::{
-    AssessmentWrite, CommitOutcome, HistoryRow, IdempotencyRecord, ListMatch, StoredAssessment,
+    AssessmentWrite, CommitOutcome, HistoryRow, IdempotencyRecord, ListMatch, OutboxRow,
+    StoredAssessment,
 };
 pub use audit::{AuditBreak, AuditEntry, AuditEvent};
 pub use blocklists::{BlocklistEntry, BlocklistFilter, BlocklistPatch, NewBlocklistEntry};
 pub use keys::{ApiKeyRecord, AuthRecord, NewApiKey};
 pub use plans::QueryPlan;
-pub use rules::{ActivationChange, ActivationRecord, RuleVersionRecord, SigningKeyRecord};
+pub use rules::{
+    Activation, ActivationChange, ActivationRecord, RuleVersionRecord, SigningKeyRecord,
+};
 pub use tenants::Tenant;
 
 /// How often the SQLite WAL is checkpointed off the write path.
@@ -172,7 +175,7 @@ impl Store {
                                 // (one per group commit), so an acknowledged
                                 // write survives power loss; NORMAL only a
                                 // process crash. Checkpoints run off the write
-                                // path (`spawn_checkpointer`); the high
+                                // path (`checkpoint_until`); the high
                                 // automatic threshold only bounds the WAL
                                 // should that task fall behind or not run (CLI).
                                 conn.execute(
@@ -253,49 +256,54 @@ impl Store {
         Ok(format!("sqlite synchronous={name}"))
     }
 
-    /// On SQLite, starts the WAL checkpointer: a task that copies committed
+    /// On SQLite, the WAL checkpointer (a supervised task): copies committed
     /// pages from the WAL into the database file every 250 ms, on a reader
-    /// connection. Left to SQLite, the checkpoint (and its two `fsync`s)
+    /// connection, until `stop`. Left to SQLite, the checkpoint (and its two `fsync`s)
     /// runs inside whichever commit crosses the threshold, and every
     /// request queued behind that commit waits for the disk: on this
     /// project's test machine that was most of the p99 latency. A passive
-    /// checkpoint never blocks the writer or readers. The task ends when
-    /// the pool is closed; `None` on PostgreSQL.
-    pub fn spawn_checkpointer(&self) -> Option<tokio::task::JoinHandle<()>> {
+    /// checkpoint never blocks the writer or readers. Returns at once on
+    /// PostgreSQL.
+    pub async fn checkpoint_until(&self, mut stop: crate::tasks::Stop) {
         if self.backend != Backend::Sqlite {
-            return None;
+            return;
         }
-        let pool = self.pool.clone();
-        Some(tokio::spawn(async move {
-            let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            while !pool.is_closed() {
-                tick.tick().await;
-                match sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-                    .fetch_optional(&pool)
-                    .await
-                {
-                    // (busy, frames in the WAL, frames checkpointed); -1
-                    // when the checkpoint could not run this time.
-                    Ok(Some(row)) => {
-                        let frames: i64 = row.try_get(1).unwrap_or(-1);
-                        let done: i64 = row.try_get(2).unwrap_or(-1);
-                        if frames >= 0 && done >= 0 {
-                            metrics::gauge!("aduana_sqlite_wal_frames").set(frames as f64);
-                            metrics::gauge!("aduana_sqlite_wal_frames_behind")
-                                .set((frames - done) as f64);
-                        }
-                    }
-                    Ok(None) => {}
-                    Err(e) => {
-                        if pool.is_closed() {
-                            break;
-                        }
-                        tracing::warn!(error = %e, "WAL checkpoint failed");
+        let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        while !self.pool.is_closed() {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = stop.requested() => return,
+            }
+            match sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                .fetch_optional(&self.pool)
+                .await
+            {
+                // (busy, frames in the WAL, frames checkpointed); -1 when
+                // the checkpoint could not run this time.
+                Ok(Some(row)) => {
+                    let frames: i64 = row.try_get(1).unwrap_or(-1);
+                    let done: i64 = row.try_get(2).unwrap_or(-1);
+                    if frames >= 0 && done >= 0 {
+                        metrics::gauge!("aduana_sqlite_wal_frames").set(frames as f64);
+                        metrics::gauge!("aduana_sqlite_wal_frames_behind")
+                            .set((frames - done) as f64);
                     }
                 }
+                Ok(None) => {}
+                Err(e) => {
+                    if self.pool.is_closed() {
+                        break;
+                    }
+                    tracing::warn!(error = %e, "WAL checkpoint failed");
+                }
             }
-        }))
+        }
+    }
+
+    /// No assessment is waiting for, or in, a group commit.
+    pub fn commits_idle(&self) -> bool {
+        self.commits.is_idle()
     }
 
     /// Closes both pools.

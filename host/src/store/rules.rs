@@ -4,7 +4,7 @@
 use sqlx::{Row, any::AnyRow};
 
 use super::{
-    Store, StoreError,
+    OutboxRow, Store, StoreError,
     audit::{self, AuditEvent},
 };
 
@@ -50,6 +50,17 @@ pub struct ActivationRecord {
     pub manifest: String,
     pub activated_by: String,
     pub activated_at: i64,
+}
+
+/// An activation to make: `version` of `rule_id` runs for the tenant in
+/// `mode` (`active` or `shadow`) from `now`.
+#[derive(Debug, Clone, Copy)]
+pub struct Activation<'a> {
+    pub tenant_id: &'a str,
+    pub rule_id: &'a str,
+    pub version: &'a str,
+    pub mode: &'a str,
+    pub now: i64,
 }
 
 /// What an activation changed: the version it retired from the mode, the
@@ -316,19 +327,24 @@ impl Store {
     }
 
     /// Runs `version` of its rule in `mode`, in one transaction with the
-    /// revision bump and the audit entry. A rule has at most one version
+    /// revision bump, the audit entry and the outbox row `outbox` builds
+    /// from what changed. A rule has at most one version
     /// in each mode: the version that held `mode` is retired, and `version`
     /// leaves the other mode if it held it (promoting a shadow version to
     /// active retires the old active one atomically).
     pub async fn activate_rule(
         &self,
-        tenant_id: &str,
-        rule_id: &str,
-        version: &str,
-        mode: &str,
-        now: i64,
+        activation: &Activation<'_>,
         event: &AuditEvent,
+        outbox: impl FnOnce(&ActivationChange) -> OutboxRow,
     ) -> Result<ActivationChange, StoreError> {
+        let Activation {
+            tenant_id,
+            rule_id,
+            version,
+            mode,
+            now,
+        } = *activation;
         let mut tx = self.writer.begin().await?;
         bump_revision(&mut tx, tenant_id).await?;
         let before = running(&mut tx, tenant_id, rule_id).await?;
@@ -370,13 +386,25 @@ impl Store {
             obj.insert("moved_from".into(), moved_from.clone().into());
         }
         audit::append(&mut tx, tenant_id, now, &event).await?;
-        let after = running(&mut tx, tenant_id, rule_id).await?;
-        tx.commit().await?;
-        Ok(ActivationChange {
+        let change = ActivationChange {
             replaced,
             moved_from,
-            running: after,
-        })
+            running: running(&mut tx, tenant_id, rule_id).await?,
+        };
+        let row = outbox(&change);
+        sqlx::query(
+            "INSERT INTO outbox (id, tenant_id, event, payload, created_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&row.id)
+        .bind(tenant_id)
+        .bind(&row.event)
+        .bind(&row.payload)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(change)
     }
 
     /// Stops a rule, or only its `version`, from running; the (version,
