@@ -76,6 +76,7 @@ impl App {
             Arc::new(modules),
             loaded,
             Arc::new(default_pipeline),
+            config.rule_max_bytes,
         ));
         let assessor = Arc::new(Assessor::new(
             store.clone(),

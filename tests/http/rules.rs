@@ -641,7 +641,115 @@ async fn wit_0_1_rule_still_assesses(db: Db) {
     );
 }
 
+/// Upload verification and pipeline validation are services: called
+/// without HTTP (as the CLI and operator API would), they check, store and
+/// audit exactly as the endpoints do.
+async fn upload_and_pipeline_services_without_http(db: Db) {
+    use aduana_host::{
+        flows::Payout,
+        registry::{
+            configure::{FlowRequest, FlowUpdate, PipelineError},
+            upload::{UploadError, UploadParts, rejected},
+        },
+    };
+    let t = TestApp::start(db).await;
+    let a = t.tenant().await;
+    let signer = t.signer(&a).await;
+    let module = component("night-spei");
+    let good = Upload::signed(&signer, &module);
+    let parts = |u: &Upload| UploadParts {
+        module: Some(u.module.clone()),
+        signature: Some(u.signature.clone().into_bytes()),
+        key_id: Some(u.key_id.clone()),
+        manifest: Some(u.manifest.to_string()),
+    };
+    let rules = &t.app.rules;
+    let audits = t.count("audit_log", &a).await;
+
+    // A tampered module: refused by the signature check, and audited.
+    let mut tampered = good.clone();
+    tampered.module.push(0);
+    match rules.upload(&a.id, "cli", Ok(parts(&tampered))).await {
+        Err(UploadError::Rejected(r)) => assert_eq!(r.check, "signature", "{}", r.reason),
+        other => panic!("expected a signature rejection, got {other:?}"),
+    }
+    // A rejection found while reading the parts is audited the same way.
+    match rules
+        .upload(&a.id, "cli", Err(rejected("request", "not multipart")))
+        .await
+    {
+        Err(UploadError::Rejected(r)) => assert_eq!(r.check, "request"),
+        other => panic!("expected a request rejection, got {other:?}"),
+    }
+    assert_eq!(t.count("audit_log", &a).await, audits + 2);
+
+    // Accepted, stored inactive; the same version again is a duplicate.
+    let uploaded = rules
+        .upload(&a.id, "cli", Ok(parts(&good)))
+        .await
+        .expect("accepted");
+    let rule_id = uploaded.record.rule_id.clone();
+    assert_eq!(uploaded.record.uploaded_by, "cli");
+    assert!(matches!(
+        rules.upload(&a.id, "cli", Ok(parts(&good))).await,
+        Err(UploadError::Duplicate(_))
+    ));
+    let (s, v) = t.get("/api/v1/rules", &a.key).await;
+    assert_eq!(s, 200);
+    assert!(v.to_string().contains(&rule_id), "{v}");
+
+    // Pipeline validation: an unknown rule is refused with its JSON path
+    // and nothing is stored.
+    let revision = t.get("/api/v1/pipeline", &a.key).await.1["revision"].clone();
+    let request = |rules: Value| -> FlowRequest {
+        serde_json::from_value(json!({ "rules": rules })).expect("request")
+    };
+    match rules
+        .replace_pipelines(
+            &a.id,
+            "cli",
+            vec![FlowUpdate::new::<Payout>(request(
+                json!([{"rule_id": "no-such-rule"}]),
+            ))],
+        )
+        .await
+    {
+        Err(PipelineError::Invalid { field, message }) => {
+            assert_eq!(field, "payout.rules[0].rule_id");
+            assert!(message.contains("no-such-rule"), "{message}");
+        }
+        other => panic!("expected invalid, got {other:?}"),
+    }
+    assert_eq!(
+        t.get("/api/v1/pipeline", &a.key).await.1["revision"],
+        revision
+    );
+    // A valid one (the uploaded rule, inactive so not running, and a
+    // built-in configured by a shortcut) is stored and is what the
+    // endpoint then shows.
+    let mut valid = request(json!([{"rule_id": rule_id}, {"rule_id": "high-risk-country"}]));
+    valid.high_risk_countries = serde_json::from_value(json!({"black_list": ["kp"]})).unwrap();
+    rules
+        .replace_pipelines(&a.id, "cli", vec![FlowUpdate::new::<Payout>(valid)])
+        .await
+        .expect("stored");
+    let (_, v) = t.get("/api/v1/pipeline", &a.key).await;
+    assert_eq!(v["payout"]["customized"], true, "{v}");
+    let ids: Vec<&str> = v["payout"]["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["rule_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["high-risk-country"], "{v}");
+    assert_eq!(
+        v["payout"]["high_risk_countries"]["black_list"],
+        json!(["KP"])
+    );
+}
+
 crate::both_backends!(
+    upload_and_pipeline_services_without_http,
     wit_0_1_rule_still_assesses,
     signers_and_upload_checks,
     activation_shadow_and_rollback,

@@ -1,13 +1,9 @@
 //! Tenant rules (§11): upload, list, versions, activate / deactivate.
 //!
-//! An upload is checked in this order, and the first failure answers 400
-//! `RULE_REJECTED` with `details.check` naming the failed check:
-//! `request` (multipart shape) → `size` → `signature` (known, unrevoked key
-//! of this tenant; ed25519 over the module's SHA-256) → `manifest` →
-//! `component` / `imports` / `wit_version` / `world` (structure, before any
-//! compiling) → compile once, off the async workers → `metadata` (the
-//! component's own id and version must match the manifest). Every
-//! rejection, like every acceptance, is written to the audit log.
+//! The handlers read the request and call the tenant-rules service; an
+//! upload's checks, their order and their audit live in
+//! [`crate::registry::upload`]. Only reading the multipart parts (and
+//! refusing a malformed or oversized body while reading) happens here.
 use axum::{
     Json, Router,
     extract::{DefaultBodyLimit, Multipart, State, multipart::MultipartRejection},
@@ -20,14 +16,12 @@ use serde_json::{Value, json};
 use super::state::App;
 use super::{auth::Auth, error::ApiError, extract::Body, extract::Path, extract::parse_json};
 use crate::{
-    domain::{
-        now_ms, rfc3339_ms,
-        signing::{Manifest, digest_string, parse_signature, sha256, verify},
-    },
+    domain::{now_ms, rfc3339_ms},
     events::{Event, RuleActivatedEvent},
     pipeline::Mode,
-    runtime::{LoadedRule, RuntimeError},
-    store::{Activation, ActivationRecord, AuditEvent, RuleVersionRecord, StoreError},
+    registry::upload::{Rejection, UploadError, UploadParts, rejected},
+    runtime::LoadedRule,
+    store::{Activation, ActivationRecord, AuditEvent, RuleVersionRecord},
 };
 
 /// How much of a refused upload is read and discarded so the client gets
@@ -66,27 +60,6 @@ pub fn router(max_module_bytes: usize) -> Router<App> {
             super::extract::refuse_declared_oversize,
         ))
         .merge(uploads)
-}
-
-/// The parts of an upload.
-#[derive(Debug, Default)]
-struct UploadParts {
-    module: Option<Vec<u8>>,
-    signature: Option<Vec<u8>>,
-    key_id: Option<String>,
-    manifest: Option<String>,
-}
-
-struct Rejection {
-    check: &'static str,
-    reason: String,
-}
-
-fn rejected(check: &'static str, reason: impl Into<String>) -> Rejection {
-    Rejection {
-        check,
-        reason: reason.into(),
-    }
 }
 
 /// The other parts are small: a signature, a key id, a manifest.
@@ -172,172 +145,6 @@ async fn read_parts(
     Ok(parts)
 }
 
-fn runtime_rejection(e: RuntimeError) -> Result<Rejection, ApiError> {
-    let check = match &e {
-        RuntimeError::NotComponent(_) | RuntimeError::Invalid(_) => "component",
-        RuntimeError::ForbiddenImport(_) => "imports",
-        RuntimeError::UnsupportedWitVersion(_) => "wit_version",
-        RuntimeError::WrongWorld(_) => "world",
-        RuntimeError::Metadata(_) => "metadata",
-        RuntimeError::Engine(_) | RuntimeError::Cache(_) => {
-            return Err(ApiError::Internal(e.into()));
-        }
-    };
-    Ok(rejected(check, e.to_string()))
-}
-
-/// Everything an accepted upload needs, verified.
-struct Verified {
-    record: RuleVersionRecord,
-    module: Vec<u8>,
-    rule: std::sync::Arc<LoadedRule>,
-}
-
-async fn verify_upload(
-    app: &App,
-    auth: &Auth,
-    parts: UploadParts,
-) -> Result<Result<Verified, Rejection>, ApiError> {
-    let max = app.config.rule_max_bytes;
-    let (Some(module), Some(signature), Some(key_id), Some(manifest_text)) =
-        (parts.module, parts.signature, parts.key_id, parts.manifest)
-    else {
-        return Ok(Err(rejected(
-            "request",
-            "the upload needs four parts: module, signature, key_id, manifest",
-        )));
-    };
-    if module.len() > max {
-        return Ok(Err(rejected(
-            "size",
-            format!(
-                "the module is {} bytes; the limit is {max} bytes",
-                module.len()
-            ),
-        )));
-    }
-    // 1. The signature, before anything else looks at the bytes.
-    let sha = sha256(&module);
-    let digest = digest_string(&sha);
-    let Some(key) = app.store.signing_key(auth.tenant_id(), &key_id).await? else {
-        return Ok(Err(rejected(
-            "signature",
-            format!(
-                "unknown signing key `{key_id}`: only keys registered by this tenant \
-                 (POST /api/v1/signing-keys) can sign its rules"
-            ),
-        )));
-    };
-    if let Some(at) = key.revoked_at {
-        return Ok(Err(rejected(
-            "signature",
-            format!("signing key `{key_id}` was revoked at {}", rfc3339_ms(at)),
-        )));
-    }
-    let public = match crate::domain::signing::parse_public_key(&key.public_key) {
-        Ok(k) => k,
-        Err(e) => return Err(ApiError::Internal(anyhow::anyhow!("stored key: {e}"))),
-    };
-    let sig = match parse_signature(&signature) {
-        Ok(s) => s,
-        Err(e) => return Ok(Err(rejected("signature", e))),
-    };
-    if !verify(&public, &sha, &sig) {
-        return Ok(Err(rejected(
-            "signature",
-            format!(
-                "the signature does not verify with key `{key_id}` over the module's SHA-256 \
-                 ({digest}): the bytes were changed after signing, or another key signed them"
-            ),
-        )));
-    }
-    // 2. The manifest.
-    let manifest: Manifest = match serde_json::from_str(&manifest_text) {
-        Ok(m) => m,
-        Err(e) => return Ok(Err(rejected("manifest", format!("not valid: {e}")))),
-    };
-    if let Err(e) = manifest.validate() {
-        return Ok(Err(rejected("manifest", e)));
-    }
-    if app.rules.builtins.contains_key(&manifest.rule_id) {
-        return Ok(Err(rejected(
-            "manifest",
-            format!(
-                "`{}` is the id of a built-in rule; choose another",
-                manifest.rule_id
-            ),
-        )));
-    }
-    if app
-        .store
-        .rule_version(auth.tenant_id(), &manifest.rule_id, &manifest.version)
-        .await?
-        .is_some()
-    {
-        return Err(ApiError::Duplicate(format!(
-            "version {} of `{}` was already uploaded; versions are immutable",
-            manifest.version, manifest.rule_id
-        )));
-    }
-    // 3. Structure, compile once (off the async workers), metadata.
-    if let Err(e) = crate::runtime::inspect(&module) {
-        return Ok(Err(runtime_rejection(e)?));
-    }
-    let (rt, cache, bytes) = (
-        std::sync::Arc::clone(&app.runtime),
-        std::sync::Arc::clone(app.rules.modules()),
-        module.clone(),
-    );
-    let compiled = tokio::task::spawn_blocking(move || rt.compile_cached(&cache, &bytes))
-        .await
-        .map_err(|e| ApiError::Internal(anyhow::anyhow!("compile worker: {e}")))?;
-    let rule = match compiled {
-        Ok(r) => r,
-        Err(e) => return Ok(Err(runtime_rejection(e)?)),
-    };
-    let meta = &rule.metadata;
-    if meta.id != manifest.rule_id || meta.version != manifest.version {
-        return Ok(Err(rejected(
-            "metadata",
-            format!(
-                "the manifest says {}@{}, the component's metadata says {}@{}",
-                manifest.rule_id, manifest.version, meta.id, meta.version
-            ),
-        )));
-    }
-    if let Some(schema) = &manifest.params_schema {
-        let defaults = Value::Object(
-            manifest
-                .default_params
-                .clone()
-                .unwrap_or_else(|| meta.default_params.clone()),
-        );
-        if let Err(e) = crate::domain::signing::check_params(schema, &defaults) {
-            return Ok(Err(rejected(
-                "manifest",
-                format!("the default params do not satisfy params_schema {e}"),
-            )));
-        }
-    }
-    let record = RuleVersionRecord {
-        tenant_id: auth.tenant_id().to_owned(),
-        rule_id: manifest.rule_id.clone(),
-        version: manifest.version.clone(),
-        digest,
-        size_bytes: i64::try_from(module.len()).unwrap_or(i64::MAX),
-        manifest: serde_json::to_string(&manifest).map_err(|e| ApiError::Internal(e.into()))?,
-        signer_key_id: key.id,
-        signature: crate::domain::signing::b64(&sig.to_bytes()),
-        uploaded_by: auth.record.key.id.clone(),
-        created_at: now_ms(),
-    };
-    Ok(Ok(Verified {
-        record,
-        module,
-        rule,
-    }))
-}
-
 /// Reads and discards the rest of an upload, so a refused client still
 /// reads its answer instead of a reset connection (bounded by the route's
 /// body limit, [`drain_limit`]).
@@ -361,68 +168,24 @@ async fn upload(
             return Err(e);
         }
     };
-    let started = std::time::Instant::now();
-    let outcome = match read_parts(&mut multipart, app.config.rule_max_bytes).await {
-        Ok(parts) => verify_upload(&app, &auth, parts).await?,
-        Err(r) => {
-            drain(multipart).await;
-            Err(r)
-        }
-    };
-    let verified = match outcome {
-        Ok(v) => v,
-        Err(r) => {
-            metrics::counter!("aduana_rule_uploads_total", "result" => "rejected", "check" => r.check).increment(1);
-            let event = AuditEvent {
-                actor: auth.record.key.id.clone(),
-                action: "rule.rejected".into(),
-                subject: "upload".into(),
-                details: json!({ "check": r.check, "reason": r.reason }),
-            };
-            app.store
-                .append_audit(auth.tenant_id(), now_ms(), &event)
-                .await?;
-            return Err(ApiError::RuleRejected {
+    let parts = read_parts(&mut multipart, app.config.rule_max_bytes).await;
+    if parts.is_err() {
+        drain(multipart).await;
+    }
+    let uploaded = app
+        .rules
+        .upload(auth.tenant_id(), &auth.record.key.id, parts)
+        .await
+        .map_err(|e| match e {
+            UploadError::Rejected(r) => ApiError::RuleRejected {
                 reason: r.reason,
                 check: r.check,
-            });
-        }
-    };
-    let rec = &verified.record;
-    let event = AuditEvent {
-        actor: auth.record.key.id.clone(),
-        action: "rule.uploaded".into(),
-        subject: format!("{}@{}", rec.rule_id, rec.version),
-        details: json!({
-            "digest": rec.digest,
-            "signer_key_id": rec.signer_key_id,
-            "size_bytes": rec.size_bytes,
-        }),
-    };
-    match app
-        .store
-        .insert_rule_version(rec, &verified.module, &event)
-        .await
-    {
-        Ok(()) => {}
-        Err(StoreError::Duplicate) => {
-            return Err(ApiError::Duplicate(format!(
-                "version {} of `{}` was already uploaded; versions are immutable",
-                rec.version, rec.rule_id
-            )));
-        }
-        Err(e) => return Err(e.into()),
-    }
-    metrics::counter!("aduana_rule_uploads_total", "result" => "accepted", "check" => "none")
-        .increment(1);
-    tracing::info!(
-        rule_id = %rec.rule_id,
-        version = %rec.version,
-        digest = %rec.digest,
-        ms = started.elapsed().as_millis() as u64,
-        "rule uploaded"
-    );
-    let mut body = version_view(rec, &verified.rule, None);
+            },
+            UploadError::Duplicate(message) => ApiError::Duplicate(message),
+            UploadError::Store(e) => e.into(),
+            UploadError::Internal(e) => ApiError::Internal(anyhow::anyhow!(e)),
+        })?;
+    let mut body = version_view(&uploaded.record, &uploaded.rule, None);
     body["status"] = json!("inactive");
     Ok((StatusCode::CREATED, Json(body)))
 }

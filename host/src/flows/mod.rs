@@ -41,6 +41,9 @@ pub trait AssessFlow: Send + Sync + 'static {
     fn idempotency_key(input: &Self::Input) -> Option<&str>;
     /// A new session id.
     fn session_id(now_ms: i64) -> String;
+    /// Transactions every rule of the flow can judge, that a pipeline
+    /// configuration's params are tried on before it is stored.
+    fn probe_transactions() -> Vec<Transaction>;
 }
 
 /// The rule transaction of a stored assessment of flow `flow`, from its

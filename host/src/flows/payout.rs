@@ -440,4 +440,32 @@ impl AssessFlow for Payout {
     fn session_id(now_ms: i64) -> String {
         crate::domain::ids::payout_session_id(now_ms)
     }
+
+    /// A domestic and a cross-border payout, so rules that stop early on
+    /// one still read their params on the other.
+    fn probe_transactions() -> Vec<Transaction> {
+        let domestic = PayoutInput {
+            money: None,
+            amount_minor: 100_000,
+            currency: "MXN".into(),
+            transaction_type: None,
+            beneficiary: BeneficiaryInput {
+                country: Some("MX".into()),
+                name: Some("Probe".into()),
+                ..Default::default()
+            },
+            origin: OriginInput {
+                account_id: Some("probe".into()),
+                country: Some("MX".into()),
+            },
+            payout: Default::default(),
+            payment_id: None,
+            customer_id: None,
+            idempotency_key: None,
+            metadata: None,
+        };
+        let mut cross = domestic.clone();
+        cross.beneficiary.country = Some("US".into());
+        vec![domestic.to_transaction(2, 0), cross.to_transaction(2, 0)]
+    }
 }

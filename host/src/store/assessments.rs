@@ -534,6 +534,7 @@ impl Store {
             "outbox" => "outbox",
             "beneficiary_history" => "beneficiary_history",
             "idempotency_keys" => "idempotency_keys",
+            "audit_log" => "audit_log",
             other => return Err(StoreError::Corrupt(format!("unknown table `{other}`"))),
         };
         let row = sqlx::query(&format!(

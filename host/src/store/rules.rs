@@ -458,13 +458,13 @@ impl Store {
     }
 
     /// Replaces the tenant's settings as a pipeline change: revision bump
-    /// and audit entry in the same transaction.
+    /// and audit entries (one per flow changed) in the same transaction.
     pub async fn update_pipeline_settings(
         &self,
         tenant_id: &str,
         settings: &str,
         now: i64,
-        event: &AuditEvent,
+        events: &[AuditEvent],
     ) -> Result<bool, StoreError> {
         let mut tx = self.writer.begin().await?;
         let done = sqlx::query(
@@ -477,7 +477,9 @@ impl Store {
         if done.rows_affected() != 1 {
             return Ok(false);
         }
-        audit::append(&mut tx, tenant_id, now, event).await?;
+        for event in events {
+            audit::append(&mut tx, tenant_id, now, event).await?;
+        }
         tx.commit().await?;
         Ok(true)
     }

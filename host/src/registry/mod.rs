@@ -10,6 +10,9 @@
 //! activation on one node reaches every node's next assess within about a
 //! second. Swapping is an `Arc` replacement: assessments in flight finish on
 //! the pipeline they started with.
+pub mod configure;
+pub mod upload;
+
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
@@ -39,6 +42,8 @@ pub struct TenantRules {
     pub default_pipeline: Arc<Pipeline>,
     /// Compiled pipelines of tenants with settings or rules of their own.
     pipelines: PipelineCache,
+    /// The largest module an upload may carry.
+    max_module_bytes: usize,
 }
 
 /// Why a tenant's rules could not be made ready.
@@ -133,6 +138,7 @@ impl TenantRules {
         modules: Arc<ArtifactCache>,
         builtins: HashMap<String, Arc<LoadedRule>>,
         default_pipeline: Arc<Pipeline>,
+        max_module_bytes: usize,
     ) -> Self {
         Self {
             store,
@@ -141,6 +147,7 @@ impl TenantRules {
             builtins,
             default_pipeline,
             pipelines: PipelineCache::default(),
+            max_module_bytes,
         }
     }
 
