@@ -19,6 +19,9 @@ const BUILTINS: &[&str] = &[
     "high-risk-country",
     "cross-border-amount",
     "blocklist",
+    "high-velocity",
+    "disposable-email",
+    "card-country-mismatch",
 ];
 const TEST_GUESTS: &[&str] = &[
     "infinite-loop",

@@ -125,15 +125,22 @@ pub fn normalize_list_value(list_type: &str, value: &str) -> Option<String> {
         "email" | "email_domain" | "account_hash" | "card_hash" | "device_fingerprint" => {
             v.to_lowercase()
         }
-        "ip_address" => v.parse::<IpAddr>().ok()?.to_string(),
-        "ip_range" => v.parse::<ipnet::IpNet>().ok()?.trunc().to_string(),
+        "ip_address" => v.parse::<IpAddr>().ok()?.to_canonical().to_string(),
+        "ip_range" => canonical_network(v.parse::<ipnet::IpNet>().ok()?).to_string(),
         "phone" => {
-            let digits: String = v.chars().filter(char::is_ascii_digit).collect();
-            if v.starts_with('+') {
-                format!("+{digits}")
-            } else {
-                digits
+            // E.164: `+`, then 8 to 15 digits, the first not 0.
+            let kept: String = v
+                .chars()
+                .filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')'))
+                .collect();
+            let digits = kept.strip_prefix('+')?;
+            if !(8..=15).contains(&digits.len())
+                || !digits.bytes().all(|b| b.is_ascii_digit())
+                || digits.starts_with('0')
+            {
+                return None;
             }
+            kept
         }
         "beneficiary_id" | "customer_id" => v.to_owned(),
         _ => return None,
@@ -143,6 +150,50 @@ pub fn normalize_list_value(list_type: &str, value: &str) -> Option<String> {
     } else {
         Some(out)
     }
+}
+
+/// Every network containing the IP address `ip` (IPv4-mapped IPv6 taken as
+/// IPv4), canonical (`10.0.0.0/8`), from `/0` to the address itself: the
+/// values an `ip_range` list entry containing `ip` can have.
+pub fn ip_networks(ip: &str) -> Vec<String> {
+    let Ok(ip) = ip.trim().parse::<IpAddr>() else {
+        return Vec::new();
+    };
+    let ip = ip.to_canonical();
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    (0..=max)
+        .filter_map(|len| ipnet::IpNet::new(ip, len).ok())
+        .map(|net| net.trunc().to_string())
+        .collect()
+}
+
+/// The registrable domain of an e-mail address or host name, by the
+/// public suffix list: `example.co.uk` for `ana@mail.example.co.uk`. The
+/// host part itself (lower case) when the list knows no suffix for it.
+pub fn registrable_domain(email_or_host: &str) -> Option<String> {
+    let host = email_or_host
+        .rsplit_once('@')
+        .map_or(email_or_host, |(_, h)| h)
+        .trim()
+        .trim_end_matches('.')
+        .to_ascii_lowercase();
+    if host.is_empty() {
+        return None;
+    }
+    Some(psl::domain_str(&host).map_or_else(|| host.clone(), str::to_owned))
+}
+
+/// `net` truncated to its network address; an IPv4-mapped IPv6 network
+/// (`::ffff:0:0/96` and longer) as the IPv4 network it maps.
+fn canonical_network(net: ipnet::IpNet) -> ipnet::IpNet {
+    if let ipnet::IpNet::V6(v6) = net
+        && let Some(v4) = v6.network().to_ipv4_mapped()
+        && v6.prefix_len() >= 96
+        && let Ok(mapped) = ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96)
+    {
+        return ipnet::IpNet::V4(mapped.trunc());
+    }
+    net.trunc()
 }
 
 #[cfg(test)]
@@ -172,6 +223,41 @@ mod tests {
         assert_eq!(check_bic("BNMXMXMM"), Ok(()));
         assert_eq!(check_bic("BNMXMXMMXXX"), Ok(()));
         assert_eq!(check_bic("BNM1MXMM"), Err(IdentError::Format));
+    }
+
+    #[test]
+    fn pay_in_values() {
+        let n = |t: &str, v: &str| normalize_list_value(t, v);
+        assert_eq!(
+            n("ip_address", "::ffff:10.1.2.3").as_deref(),
+            Some("10.1.2.3")
+        );
+        assert_eq!(
+            n("ip_range", "::ffff:10.1.2.3/104").as_deref(),
+            Some("10.0.0.0/8")
+        );
+        assert_eq!(
+            n("ip_range", "2001:db8::1/32").as_deref(),
+            Some("2001:db8::/32")
+        );
+        assert_eq!(
+            n("phone", "+52 (55) 1234-5678").as_deref(),
+            Some("+525512345678")
+        );
+        assert_eq!(n("phone", "5512345678"), None);
+        assert_eq!(n("phone", "+0123456789"), None);
+        assert_eq!(
+            registrable_domain("Ana@Mail.Example.co.uk").as_deref(),
+            Some("example.co.uk")
+        );
+        assert_eq!(
+            registrable_domain("x@mailinator.com").as_deref(),
+            Some("mailinator.com")
+        );
+        let nets = ip_networks("::ffff:10.1.2.3");
+        assert_eq!(nets.len(), 33);
+        assert_eq!(nets[8], "10.0.0.0/8");
+        assert_eq!(nets[32], "10.1.2.3/32");
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! component that the aduana host runs in its sandbox.
 //!
 //! A rule is a pure function: it sees the [`Transaction`], its typed params
-//! and a read-only [`Context`] (list membership, beneficiary history) that the
+//! and a read-only [`Context`] (list membership, beneficiary history, pay-in
+//! velocity) that the
 //! host prefetched before the call. It has no clock, no randomness, no files
 //! and no network; the transaction carries `assessed_at_ms` for time-based
 //! logic.
@@ -58,8 +59,9 @@ pub mod bindings {
 }
 
 pub use bindings::aduana::rules::types::{
-    Amount, Beneficiary, Channel, Evaluation, FieldWarning, Flow, History, ListHit, ListMatch,
-    Metadata, Origin, PayoutDetails, RuleError, Severity, Signal, SignalSpec, Transaction,
+    Amount, Beneficiary, Billing, Channel, Device, Evaluation, FieldWarning, Flow, History,
+    ListHit, ListMatch, Metadata, Origin, PayinDetails, PaymentMethod, PayoutDetails, RuleError,
+    Severity, Signal, SignalSpec, Transaction, VelocityCount,
 };
 
 /// The WIT `context` record: what the host prefetched for one transaction
@@ -69,9 +71,9 @@ pub use bindings::aduana::rules::types::Context as Prefetched;
 /// Everything a rule author usually needs, in one import.
 pub mod prelude {
     pub use crate::{
-        Amount, Beneficiary, Channel, Context, Description, Evaluation, FieldWarning, Flow,
-        History, ListHit, NoParams, Origin, PayoutDetails, Rule, RuleError, Severity, Signal,
-        Transaction, export_rule,
+        Amount, Beneficiary, Billing, Channel, Context, Description, Device, Evaluation,
+        FieldWarning, Flow, History, ListHit, NoParams, Origin, PayinDetails, PaymentMethod,
+        PayoutDetails, Rule, RuleError, Severity, Signal, Transaction, export_rule,
     };
 }
 
@@ -109,6 +111,15 @@ pub trait Context {
     fn list_lookup(&self, list_type: &str, value: &str) -> Option<ListHit>;
     /// Earlier transfers between this origin and this beneficiary.
     fn beneficiary_history(&self) -> History;
+    /// Pay-in velocity: how many of the tenant's earlier live pay-ins
+    /// shared this transaction's `entity` (`customer`, `card`, `ip`,
+    /// `device`, `email`) within `window` (`1h`, `24h`, `7d`), as of the
+    /// assessment's time. `None` when the transaction has no such entity
+    /// (or is a payout).
+    fn velocity(&self, entity: &str, window: &str) -> Option<u32> {
+        let _ = (entity, window);
+        None
+    }
 }
 
 /// The [`Context`] inside a component: answers from the [`Prefetched`]
@@ -130,6 +141,14 @@ impl Context for HostContext<'_> {
     }
     fn beneficiary_history(&self) -> History {
         self.0.history
+    }
+    fn velocity(&self, entity: &str, window: &str) -> Option<u32> {
+        self.0
+            .velocity
+            .as_deref()?
+            .iter()
+            .find(|v| v.entity == entity && v.window == window)
+            .map(|v| v.count)
     }
 }
 

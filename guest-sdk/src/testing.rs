@@ -19,8 +19,8 @@ use std::{collections::BTreeMap, path::Path};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    Amount, Beneficiary, Channel, Context, Flow, History, ListHit, Origin, PayoutDetails, Rule,
-    RuleError, Severity, Transaction,
+    Amount, Beneficiary, Billing, Channel, Context, Device, Flow, History, ListHit, Origin,
+    PayinDetails, PaymentMethod, PayoutDetails, Rule, RuleError, Severity, Transaction,
 };
 
 /// One fixture file.
@@ -45,6 +45,9 @@ pub struct Fixture {
 #[serde(deny_unknown_fields)]
 #[allow(missing_docs)]
 pub struct FixtureTransaction {
+    /// `payout` (the default) or `payin`.
+    #[serde(default)]
+    pub flow: Option<String>,
     pub amount_minor: u64,
     pub currency: String,
     pub exponent: u8,
@@ -59,6 +62,59 @@ pub struct FixtureTransaction {
     #[serde(default)]
     pub assessed_at_ms: i64,
     pub metadata: Option<serde_json::Value>,
+    /// Pay-in details (with `flow: "payin"`).
+    #[serde(default)]
+    pub payin: Option<FixturePayin>,
+}
+
+/// `payin` of a fixture transaction, field names as on the wire.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct FixturePayin {
+    pub order_id: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub session_id: Option<String>,
+    pub payment_method: Option<BTreeMap<String, Option<String>>>,
+    pub device: Option<BTreeMap<String, Option<String>>>,
+    pub billing: Option<BTreeMap<String, Option<String>>>,
+}
+
+impl FixturePayin {
+    /// The WIT record.
+    pub fn to_details(&self) -> PayinDetails {
+        let get = |m: &BTreeMap<String, Option<String>>, k: &str| m.get(k).cloned().flatten();
+        PayinDetails {
+            order_id: self.order_id.clone(),
+            email: self.email.clone(),
+            email_domain: self
+                .email
+                .as_deref()
+                .and_then(crate::ident::registrable_domain),
+            phone: self.phone.clone(),
+            session_id: self.session_id.clone(),
+            payment_method: self.payment_method.as_ref().map(|m| PaymentMethod {
+                method_type: get(m, "type"),
+                card_bin: get(m, "card_bin"),
+                card_last4: get(m, "card_last4"),
+                card_country: get(m, "card_country"),
+                card_brand: get(m, "card_brand"),
+                card_hash: get(m, "card_hash"),
+            }),
+            device: self.device.as_ref().map(|m| Device {
+                ip: get(m, "ip"),
+                fingerprint: get(m, "fingerprint"),
+                user_agent: get(m, "user_agent"),
+                timezone: get(m, "timezone"),
+            }),
+            billing: self.billing.as_ref().map(|m| Billing {
+                country: get(m, "country"),
+                city: get(m, "city"),
+                postal_code: get(m, "postal_code"),
+            }),
+        }
+    }
 }
 
 /// `payout` of a fixture transaction.
@@ -78,6 +134,17 @@ pub struct FixturePayout {
 pub struct FixtureContext {
     pub list_hits: Vec<FixtureListHit>,
     pub history: FixtureHistory,
+    /// Pay-in velocity counts.
+    pub velocity: Vec<FixtureVelocity>,
+}
+
+/// One prefetched velocity count.
+#[derive(Debug, Clone, Deserialize)]
+#[allow(missing_docs)]
+pub struct FixtureVelocity {
+    pub entity: String,
+    pub window: String,
+    pub count: u32,
 }
 
 /// One prefetched list hit.
@@ -127,6 +194,13 @@ impl Context for FixtureContext {
             last_at_ms: self.history.last_at_ms,
         }
     }
+
+    fn velocity(&self, entity: &str, window: &str) -> Option<u32> {
+        self.velocity
+            .iter()
+            .find(|v| v.entity == entity && v.window == window)
+            .map(|v| v.count)
+    }
 }
 
 impl FixtureTransaction {
@@ -134,7 +208,11 @@ impl FixtureTransaction {
     pub fn to_transaction(&self) -> Transaction {
         let get = |m: &BTreeMap<String, Option<String>>, k: &str| m.get(k).cloned().flatten();
         Transaction {
-            flow: Flow::Payout,
+            flow: if self.flow.as_deref() == Some("payin") {
+                Flow::Payin
+            } else {
+                Flow::Payout
+            },
             amount: Amount {
                 minor: self.amount_minor,
                 currency: self.currency.clone(),
@@ -168,6 +246,7 @@ impl FixtureTransaction {
             customer_id: self.customer_id.clone(),
             assessed_at_ms: self.assessed_at_ms,
             metadata: self.metadata.as_ref().map(|m| m.to_string()),
+            payin: self.payin.as_ref().map(FixturePayin::to_details),
         }
     }
 }

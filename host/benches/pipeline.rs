@@ -138,6 +138,7 @@ fn sdk_tx(f: &FixtureTransaction) -> sdk::Transaction {
         customer_id: None,
         assessed_at_ms: f.assessed_at_ms,
         metadata: None,
+        payin: None,
     }
 }
 

@@ -63,11 +63,24 @@ impl App {
             let rule = runtime.load(bytes).context("loading an extra component")?;
             loaded.insert(rule.metadata.id.clone(), rule);
         }
-        let mut default = PipelineConfig::with_rules(&builtins::ids());
-        default.deadline_ms = u64::try_from(config.assess_deadline.as_millis()).unwrap_or(800);
-        let default_pipeline = default
-            .compile(|id| loaded.get(id).map(Runnable::active))
-            .context("compiling the default pipeline")?;
+        // Per flow, the built-ins that declare it, in built-in order.
+        let mut default_pipelines = HashMap::new();
+        for flow in crate::flows::NAMES {
+            let ids: Vec<&str> = builtins::ids()
+                .into_iter()
+                .filter(|id| {
+                    loaded
+                        .get(*id)
+                        .is_some_and(|r| r.metadata.flows.contains(flow))
+                })
+                .collect();
+            let mut default = PipelineConfig::with_rules(&ids);
+            default.deadline_ms = u64::try_from(config.assess_deadline.as_millis()).unwrap_or(800);
+            let pipeline = default
+                .compile(|id| loaded.get(id).map(Runnable::active))
+                .with_context(|| format!("compiling the default {flow} pipeline"))?;
+            default_pipelines.insert(*flow, Arc::new(pipeline));
+        }
         let rate_limits =
             RateLimits::new(config.redis_url.as_deref()).context("configuring rate limits")?;
         let rules = Arc::new(TenantRules::new(
@@ -75,7 +88,7 @@ impl App {
             Arc::clone(&runtime),
             Arc::new(modules),
             loaded,
-            Arc::new(default_pipeline),
+            default_pipelines,
             config.rule_max_bytes,
         ));
         let assessor = Arc::new(Assessor::new(

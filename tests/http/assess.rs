@@ -232,7 +232,7 @@ async fn catalog_and_health(db: Db) {
         .request(reqwest::Method::GET, "/api/v1/health/ready", None, None)
         .await;
     assert_eq!(s, 200, "{v}");
-    assert_eq!(v["rules_loaded"], 5);
+    assert_eq!(v["rules_loaded"], 8);
     // Durable by default: SQLite fsyncs every commit.
     let durable = match t.db {
         Db::Sqlite => "sqlite synchronous=FULL",

@@ -410,7 +410,13 @@ async fn per_assess_reads_are_index_probes(db: Db) {
     let names: Vec<&str> = plans.iter().map(|p| p.query).collect();
     assert_eq!(
         names,
-        ["assess_context", "idempotency_lookup", "key_by_hash"]
+        [
+            "assess_context",
+            "assess_context_payin",
+            "velocity_counts",
+            "idempotency_lookup",
+            "key_by_hash"
+        ]
     );
     for p in &plans {
         eprintln!("{}:\n{}", p.query, p.plan);

@@ -148,6 +148,7 @@ fn write(tenant: &TestTenant, session: &str, beneficiary: &str) -> AssessmentWri
         created_at: now,
         idempotency: None,
         history: Some(("acct:gc".to_owned(), format!("id:{beneficiary}"))),
+        velocity: Vec::new(),
         outbox: Some(aduana_host::store::OutboxRow {
             id: format!("evt_{session}"),
             event: "transaction.created".to_owned(),

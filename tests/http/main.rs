@@ -14,6 +14,7 @@ mod containment;
 mod group_commit;
 mod idempotency;
 mod nodes;
+mod payin;
 mod pipeline;
 mod rules;
 mod validation;

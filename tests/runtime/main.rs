@@ -58,7 +58,7 @@ fn component_imports(bytes: &[u8]) -> Vec<String> {
 
 #[test]
 fn builtins_import_only_the_rule_interface() {
-    assert_eq!(BUILTIN_COMPONENTS.len(), 5);
+    assert_eq!(BUILTIN_COMPONENTS.len(), 8);
     for (id, bytes) in BUILTIN_COMPONENTS {
         let imports = component_imports(bytes);
         assert!(!imports.is_empty(), "{id}: parsed no imports at all");
@@ -72,18 +72,58 @@ fn builtins_import_only_the_rule_interface() {
     }
 }
 
-/// Built with the SDK, the built-ins follow WIT 0.2.0: the context arrives
+/// Built with the SDK, the built-ins follow WIT 0.3.0: the context arrives
 /// as an argument, so they import types and no host function at all.
 #[test]
-fn builtins_are_wit_0_2_and_call_no_host_function() {
+fn builtins_are_wit_0_3_and_call_no_host_function() {
     let rt = common::shared_runtime();
     for (id, bytes) in BUILTIN_COMPONENTS {
         assert_eq!(
             component_imports(bytes),
-            vec!["aduana:rules/types@0.2.0".to_owned()],
+            vec!["aduana:rules/types@0.3.0".to_owned()],
             "{id}"
         );
-        assert_eq!(rt.load(bytes).unwrap().abi, WitAbi::V0_2, "{id}");
+        assert_eq!(rt.load(bytes).unwrap().abi, WitAbi::V0_3, "{id}");
+    }
+}
+
+/// A rule the SDK built at WIT 0.2.0 (kept as bytes in
+/// `tests/guests/frozen/`) loads as 0.2.0 and judges a payout exactly as
+/// the same rule rebuilt at 0.3.0 does.
+#[test]
+fn wit_0_2_rules_still_judge_payouts() {
+    let rt = common::shared_runtime();
+    let frozen = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/guests/frozen/night-spei-wit-0.2.0.wasm"
+    ))
+    .unwrap();
+    assert_eq!(
+        component_imports(&frozen),
+        vec!["aduana:rules/types@0.2.0".to_owned()]
+    );
+    let old = rt.load(&frozen).unwrap();
+    assert_eq!(old.abi, WitAbi::V0_2);
+    let new = rt.load(&guest("night-spei")).unwrap();
+    assert_eq!(new.abi, WitAbi::V0_3);
+    assert_eq!(old.metadata.id, new.metadata.id);
+    // 23:30 in Mexico City (UTC-6), a large SPEI payout: the rule fires.
+    let mut night = tx();
+    night.assessed_at_ms = 1_763_875_800_000;
+    night.amount.minor = 50_000_000;
+    for tx in [tx(), night] {
+        let run = |rule| match rt
+            .evaluate(rule, &tx, "{}", &Arc::new(ContextSnapshot::default()))
+            .outcome
+        {
+            Outcome::Ok(e) => e
+                .signals
+                .into_iter()
+                .map(|s| (s.code, s.weight, s.description))
+                .collect::<Vec<_>>(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(run(&old), run(&new));
     }
 }
 
@@ -125,6 +165,7 @@ fn wit_0_1_rules_still_ask_the_host() {
             first_at_ms: Some(1),
             last_at_ms: Some(2),
         },
+        velocity: Vec::new(),
     };
     assert_eq!(
         signals(hit),
@@ -157,8 +198,14 @@ fn builtin_metadata() {
     for (id, bytes) in BUILTIN_COMPONENTS {
         let rule = rt.load(bytes).unwrap();
         assert_eq!(rule.metadata.id, *id);
-        assert_eq!(rule.metadata.version, "1.0.0");
-        assert_eq!(rule.metadata.flows, vec!["payout"]);
+        let (version, flows): (&str, &[&str]) = match *id {
+            // 1.1.0 judges pay-ins too.
+            "blocklist" => ("1.1.0", &["payout", "payin"]),
+            "high-velocity" | "disposable-email" | "card-country-mismatch" => ("1.0.0", &["payin"]),
+            _ => ("1.0.0", &["payout"]),
+        };
+        assert_eq!(rule.metadata.version, version, "{id}");
+        assert_eq!(rule.metadata.flows, flows, "{id}");
         assert!(!rule.metadata.signals.is_empty());
         assert!(rule.digest.starts_with("sha256:"));
         // Loading again is a cache hit on the digest.

@@ -108,6 +108,19 @@ impl Auth {
         }
     }
 
+    /// Requires a secret or publishable key holding `permission`: pay-in
+    /// assess, the one endpoint a publishable key may call.
+    pub fn require_allowing_publishable(&self, permission: &str) -> Result<(), ApiError> {
+        if self.kind == KeyKind::Publishable {
+            return if grants(&self.record.key.permissions, permission) {
+                Ok(())
+            } else {
+                Err(ApiError::Forbidden(permission.to_owned()))
+            };
+        }
+        self.require(permission)
+    }
+
     /// Requires a secret key with every permission (the `admin` role).
     pub fn require_admin(&self) -> Result<(), ApiError> {
         self.require("*").map_err(|e| match e {

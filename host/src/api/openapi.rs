@@ -92,6 +92,33 @@ pub const OPERATIONS: &[Operation] = &[
     ),
     op(
         "POST",
+        "/api/v1/assess",
+        "assess",
+        "Assess a pay-in (secret or publishable key)",
+        Some("assess"),
+        Some("AssessPayinRequest"),
+        (200, "AssessResponse"),
+    ),
+    op(
+        "GET",
+        "/api/v1/assess",
+        "assess",
+        "Pay-in catalog: amount encoding, field requirements by segment, card data, velocity, signals, idempotency and resilience",
+        None,
+        None,
+        (200, "PayinCatalog"),
+    ),
+    op(
+        "POST",
+        "/api/v1/simulation/assess",
+        "assess",
+        "Simulate a pay-in assessment (no side effects, velocity not counted), optionally with candidate rule versions",
+        Some("assess"),
+        Some("SimulationPayinRequest"),
+        (200, "SimulationResponse"),
+    ),
+    op(
+        "POST",
         "/api/v1/simulation/payout",
         "assess",
         "Simulate a payout assessment (no side effects), optionally with candidate rule versions",
@@ -319,7 +346,7 @@ pub const OPERATIONS: &[Operation] = &[
         "PUT",
         "/api/v1/pipeline",
         "rules",
-        "Replace the payout pipeline: order, params, weights, on_error, thresholds",
+        "Replace the pipeline of each flow named (payout, payin): order, params, weights, on_error, thresholds",
         Some("settings:write"),
         Some("PipelineRequest"),
         (200, "Pipeline"),
@@ -442,7 +469,7 @@ fn schemas() -> Vec<(&'static str, Value)> {
         "decision": decision, "risk_score": {"type": "integer", "minimum": 0, "maximum": 100},
         "flow": {"type": "string", "enum": ["payout", "payin"]}, "signals": {"type": "array", "items": {"type": "string"}},
         "signal_details": {"type": "array", "items": signal_detail},
-        "blocked_by": text, "session_id": {"type": "string", "pattern": "^ps_[0-9]+_[a-z0-9]{9}$"},
+        "blocked_by": text, "session_id": {"type": "string", "pattern": "^p[si]_[0-9]+_[a-z0-9]{9}$", "description": "ps_ for payouts, pi_ for pay-ins"},
         "field_warnings": {"type": "array", "items": field_warning},
         "latency_ms": {"type": "number", "minimum": 0}, "amount": echo_amount, "payment_id": text});
     let assess_required = [
@@ -475,8 +502,35 @@ fn schemas() -> Vec<(&'static str, Value)> {
         "payment_id": text, "customer_id": text,
         "idempotency_key": {"type": ["string", "null"], "maxLength": 255},
         "metadata": {"type": ["object", "null"]}});
+    let rule_overrides = json!({"type": "array", "items": {"type": "object", "required": ["rule_id", "version"], "properties": {"rule_id": {"type": "string"}, "version": {"type": "string"}}}});
     let mut with_overrides = assess_request_properties.clone();
-    with_overrides["rule_overrides"] = json!({"type": "array", "items": {"type": "object", "required": ["rule_id", "version"], "properties": {"rule_id": {"type": "string"}, "version": {"type": "string"}}}});
+    with_overrides["rule_overrides"] = rule_overrides.clone();
+    let payin_request_properties = json!({
+        "amount_unit": {"type": "string", "enum": ["minor", "major"], "default": "minor"},
+        "currency": currency,
+        "transaction_type": text, "payment_id": text, "customer_id": text, "order_id": text,
+        "email": {"type": ["string", "null"], "format": "email"},
+        "phone": {"type": ["string", "null"], "pattern": "^\\+[1-9][0-9 ().-]{7,20}$", "description": "E.164"},
+        "session_id": text,
+        "payment_method": {"type": ["object", "null"], "properties": {
+            "type": text,
+            "card_bin": {"type": ["string", "null"], "pattern": "^([0-9]{6}|[0-9]{8})$"},
+            "card_last4": {"type": ["string", "null"], "pattern": "^[0-9]{4}$"},
+            "card_country": nullable_country, "card_brand": text,
+            "card_hash": {"type": ["string", "null"], "description": "a keyed hash of the card number you compute"}}},
+        "device": {"type": ["object", "null"], "properties": {"ip": {"type": ["string", "null"], "anyOf": [{"format": "ipv4"}, {"format": "ipv6"}, {"type": "null"}]}, "fingerprint": text, "user_agent": text, "timezone": text}},
+        "billing": {"type": ["object", "null"], "properties": {"country": nullable_country, "city": text, "postal_code": text}},
+        "idempotency_key": {"type": ["string", "null"], "maxLength": 255},
+        "metadata": {"type": ["object", "null"]}});
+    let mut payin_with_overrides = payin_request_properties.clone();
+    payin_with_overrides["rule_overrides"] = rule_overrides;
+    let payin_request = |properties: Value| {
+        json!({"type": "object", "required": ["amount", "currency"], "properties": properties,
+            "if": {"required": ["amount_unit"], "properties": {"amount_unit": {"const": "major"}}},
+            "then": {"properties": {"amount": amount_major}},
+            "else": {"properties": {"amount": amount_minor}},
+            "description": "Unknown fields are ignored. A full card number (12 to 19 digits passing the Luhn check) anywhere in the body is refused with 400 VALIDATION_ERROR and never stored."})
+    };
     // `amount` depends on `amount_unit`.
     let assess_request = |properties: Value| {
         json!({"type": "object", "required": ["amount", "currency", "beneficiary"], "properties": properties,
@@ -522,6 +576,15 @@ fn schemas() -> Vec<(&'static str, Value)> {
         "rule_id": {"type": "string"}, "source": {"type": "string", "enum": ["builtin", "tenant"]}, "version": {"type": "string"}, "digest": {"type": "string"},
         "mode": mode, "enabled": {"type": "boolean"}, "params": {}, "param_overrides": {"type": "object"},
         "ignored_param_overrides": {"type": "array", "items": {"type": "string"}}, "weights": {"type": "object"}, "on_error": on_error, "signals": {"type": "array"}}});
+    let flow_request = json!({"type": "object", "required": ["rules"], "additionalProperties": false, "properties": {
+        "rules": {"type": "array", "items": step_config},
+        "thresholds": thresholds,
+        "deadline_ms": {"type": "integer", "minimum": 10, "maximum": 10000},
+        "high_risk_countries": {"type": "object", "additionalProperties": false, "properties": {"black_list": {"type": "array", "items": country}, "grey_list": {"type": "array", "items": country}}},
+        "cross_border_thresholds": {"type": "object", "propertyNames": {"enum": currencies}, "additionalProperties": {"type": "string", "pattern": "^[0-9]+(\\.[0-9]+)?$"}}}});
+    let flow_view = json!({"type": "object", "required": ["rules", "disabled_rules", "thresholds", "deadline_ms", "high_risk_countries", "cross_border_thresholds", "customized"], "properties": {
+        "rules": {"type": "array", "items": pipeline_step}, "disabled_rules": {"type": "array"}, "thresholds": {"type": "object"},
+        "deadline_ms": {"type": "integer"}, "high_risk_countries": {"type": "object"}, "cross_border_thresholds": {}, "customized": {"type": "boolean"}}});
     let error_codes = [
         "VALIDATION_ERROR",
         "INVALID_TYPE",
@@ -565,6 +628,14 @@ fn schemas() -> Vec<(&'static str, Value)> {
         ),
         ("SimulationRequest", assess_request(with_overrides)),
         (
+            "AssessPayinRequest",
+            payin_request(payin_request_properties),
+        ),
+        (
+            "SimulationPayinRequest",
+            payin_request(payin_with_overrides),
+        ),
+        (
             "AssessResponse",
             json!({"type": "object", "required": with_required(&assess_required, &["idempotency_key"]), "properties": assess_response}),
         ),
@@ -575,6 +646,11 @@ fn schemas() -> Vec<(&'static str, Value)> {
         (
             "Catalog",
             json!({"type": "object", "required": ["version", "flow", "endpoint", "amount", "required_fields", "recommended_fields", "channel_values", "signals", "thresholds", "idempotency", "resilience", "field_warnings"]}),
+        ),
+        (
+            "PayinCatalog",
+            json!({"type": "object", "required": ["version", "flow", "endpoint", "keys", "amount_encoding", "field_requirements_by_segment", "fields", "card_data", "velocity", "signals", "thresholds", "idempotency", "resilience", "field_warnings"], "properties": {
+            "field_requirements_by_segment": {"type": "object", "required": ["comercio", "psp", "banco"], "additionalProperties": {"type": "object", "required": ["required", "recommended", "not_applicable"]}}}}),
         ),
         (
             "Explanation",
@@ -667,12 +743,12 @@ fn schemas() -> Vec<(&'static str, Value)> {
         ),
         (
             "BacktestRequest",
-            json!({"type": "object", "additionalProperties": false, "properties": {"limit": {"type": "integer", "minimum": 1, "maximum": 10000, "default": 1000}, "since": {"type": "string", "format": "date-time"}}}),
+            json!({"type": "object", "additionalProperties": false, "properties": {"limit": {"type": "integer", "minimum": 1, "maximum": 10000, "default": 1000}, "since": {"type": "string", "format": "date-time"}, "flow": {"type": "string", "enum": ["payout", "payin"], "default": "payout"}}}),
         ),
         (
             "Backtest",
             json!({"type": "object", "required": ["rule_id", "version", "digest", "params", "ignored_param_overrides", "since", "limit", "evaluated", "changed", "errors", "matrix", "sample_changed_session_ids", "duration_ms"], "properties": {
-            "rule_id": {"type": "string"}, "version": {"type": "string"}, "digest": {"type": "string"}, "params": {},
+            "rule_id": {"type": "string"}, "version": {"type": "string"}, "flow": {"type": "string"}, "digest": {"type": "string"}, "params": {},
             "ignored_param_overrides": {"type": "array", "items": {"type": "string"}}, "since": text, "limit": {"type": "integer"},
             "evaluated": {"type": "integer"}, "changed": {"type": "integer"}, "errors": {"type": "integer"},
             "matrix": {"type": "object", "additionalProperties": {"type": "object", "additionalProperties": {"type": "integer"}}},
@@ -680,19 +756,13 @@ fn schemas() -> Vec<(&'static str, Value)> {
         ),
         (
             "PipelineRequest",
-            json!({"type": "object", "required": ["payout"], "additionalProperties": false, "properties": {"payout": {"type": "object", "required": ["rules"], "additionalProperties": false, "properties": {
-            "rules": {"type": "array", "items": step_config},
-            "thresholds": thresholds,
-            "deadline_ms": {"type": "integer", "minimum": 10, "maximum": 10000},
-            "high_risk_countries": {"type": "object", "additionalProperties": false, "properties": {"black_list": {"type": "array", "items": country}, "grey_list": {"type": "array", "items": country}}},
-            "cross_border_thresholds": {"type": "object", "propertyNames": {"enum": currencies}, "additionalProperties": {"type": "string", "pattern": "^[0-9]+(\\.[0-9]+)?$"}}}}}}),
+            json!({"type": "object", "minProperties": 1, "additionalProperties": false, "properties": {"payout": flow_request.clone(), "payin": flow_request},
+            "description": "each flow named is replaced; the others keep their configuration"}),
         ),
         (
             "Pipeline",
-            json!({"type": "object", "required": ["payout", "activations", "revision"], "properties": {
-            "payout": {"type": "object", "required": ["rules", "disabled_rules", "thresholds", "deadline_ms", "high_risk_countries", "cross_border_thresholds", "customized"], "properties": {
-                "rules": {"type": "array", "items": pipeline_step}, "disabled_rules": {"type": "array"}, "thresholds": {"type": "object"},
-                "deadline_ms": {"type": "integer"}, "high_risk_countries": {"type": "object"}, "cross_border_thresholds": {}, "customized": {"type": "boolean"}}},
+            json!({"type": "object", "required": ["payout", "payin", "activations", "revision"], "properties": {
+            "payout": flow_view.clone(), "payin": flow_view,
             "activations": {"type": "array", "items": {"type": "object", "required": ["rule_id", "version", "mode", "digest"]}},
             "revision": {"type": "integer"}}}),
         ),
@@ -784,6 +854,7 @@ fn error_statuses(o: &Operation) -> Vec<&'static str> {
     let conflicts = matches!(
         (o.method, o.path),
         ("POST", "/api/v1/assess/payout")
+            | ("POST", "/api/v1/assess")
             | ("POST", "/api/v1/keys")
             | ("POST", "/api/v1/blocklists")
             | ("POST", "/api/v1/signing-keys")
@@ -802,7 +873,10 @@ fn error_statuses(o: &Operation) -> Vec<&'static str> {
     }
     if matches!(
         o.path,
-        "/api/v1/assess/payout" | "/api/v1/simulation/payout"
+        "/api/v1/assess/payout"
+            | "/api/v1/simulation/payout"
+            | "/api/v1/assess"
+            | "/api/v1/simulation/assess"
     ) && o.method == "POST"
     {
         codes.push("504");

@@ -3,7 +3,8 @@
 //! country lists and the cross-border thresholds per currency.
 //!
 //! Reading needs `rules:read`; writing needs `settings:write`. A PUT
-//! replaces the configuration of each flow it names; the tenant-rules
+//! replaces the configuration of each flow it names (`payout`, `payin`)
+//! and keeps the others; the tenant-rules
 //! service ([`crate::registry::configure`]) validates it whole before
 //! anything is stored. The answer is what now runs.
 use axum::{Json, Router, extract::State, routing::get};
@@ -13,7 +14,7 @@ use serde_json::{Value, json};
 use super::state::App;
 use super::{auth::Auth, error::ApiError, extract::Body, extract::parse_json};
 use crate::{
-    flows::{AssessFlow, Payout},
+    flows::{NAMES, Payin, Payout},
     registry::configure::{
         CROSS_BORDER, FlowDescription, FlowRequest, FlowUpdate, HIGH_RISK, PipelineError,
     },
@@ -23,13 +24,14 @@ pub fn router() -> Router<App> {
     Router::new().route("/api/v1/pipeline", get(show).put(replace))
 }
 
-/// The flows a tenant configures, in the order they are shown.
-const FLOWS: &[&str] = &[Payout::NAME];
-
+/// A replacement: the flows it names are replaced, the others kept.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PutRequest {
-    payout: FlowRequest,
+    #[serde(default)]
+    payout: Option<FlowRequest>,
+    #[serde(default)]
+    payin: Option<FlowRequest>,
 }
 
 fn pipeline_error(e: PipelineError) -> ApiError {
@@ -108,7 +110,7 @@ async fn show(State(app): State<App>, auth: Auth) -> Result<Json<Value>, ApiErro
         .ok_or(ApiError::NotFound("tenant"))?;
     let described = app
         .rules
-        .describe_pipeline(&tenant, FLOWS)
+        .describe_pipeline(&tenant, NAMES)
         .await
         .map_err(pipeline_error)?;
     let mut body = serde_json::Map::new();
@@ -138,12 +140,21 @@ async fn replace(
 ) -> Result<Json<Value>, ApiError> {
     auth.require("settings:write")?;
     let req: PutRequest = parse_json(&body)?;
+    let mut updates = Vec::new();
+    if let Some(payout) = req.payout {
+        updates.push(FlowUpdate::new::<Payout>(payout));
+    }
+    if let Some(payin) = req.payin {
+        updates.push(FlowUpdate::new::<Payin>(payin));
+    }
+    if updates.is_empty() {
+        return Err(ApiError::validation(
+            "body",
+            format!("name at least one flow to replace: {}", NAMES.join(", ")),
+        ));
+    }
     app.rules
-        .replace_pipelines(
-            auth.tenant_id(),
-            &auth.record.key.id,
-            vec![FlowUpdate::new::<Payout>(req.payout)],
-        )
+        .replace_pipelines(auth.tenant_id(), &auth.record.key.id, updates)
         .await
         .map_err(pipeline_error)?;
     app.auth_cache.forget_tenant(auth.tenant_id());

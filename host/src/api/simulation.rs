@@ -1,5 +1,6 @@
-//! Read-only evaluation (§4): `POST /api/v1/simulation/payout` (optionally
-//! with candidate rule versions) and
+//! Read-only evaluation (§4): `POST /api/v1/simulation/payout` and
+//! `POST /api/v1/simulation/assess` (pay-in), optionally with candidate rule
+//! versions, and
 //! `POST /api/v1/rules/{rule_id}/versions/{version}/backtest`.
 //!
 //! Neither writes anything: no assessment, history, idempotency or outbox
@@ -12,21 +13,23 @@ use super::state::App;
 use super::{auth::Auth, error::ApiError, extract::Body, extract::Path, extract::parse_json};
 use crate::{
     domain::parse_rfc3339_ms,
-    flows::{AssessFlow, Payout},
+    flows::{AssessFlow, Payin, Payout},
     replay::{self, Candidate},
 };
 
 pub fn router() -> Router<App> {
     Router::new()
-        .route("/api/v1/simulation/payout", post(simulate_payout))
+        .route("/api/v1/simulation/payout", post(simulate::<Payout>))
+        .route("/api/v1/simulation/assess", post(simulate::<Payin>))
         .route(
             "/api/v1/rules/{rule_id}/versions/{version}/backtest",
             post(backtest),
         )
 }
 
-/// `POST /api/v1/simulation/payout`.
-async fn simulate_payout(
+/// `POST /api/v1/simulation/payout` and `POST /api/v1/simulation/assess`
+/// (secret keys only: simulation shows the tenant's rules at work).
+async fn simulate<F: AssessFlow>(
     State(app): State<App>,
     auth: Auth,
     Body(body): Body,
@@ -34,7 +37,7 @@ async fn simulate_payout(
     auth.require("assess")?;
     Ok(Json(
         app.assessor
-            .simulate::<Payout>(&auth.record.tenant, &body)
+            .simulate::<F>(&auth.record.tenant, &body)
             .await?,
     ))
 }
@@ -46,6 +49,9 @@ struct BacktestRequest {
     limit: Option<i64>,
     #[serde(default)]
     since: Option<String>,
+    /// The flow whose assessments are re-run (`payout` by default).
+    #[serde(default)]
+    flow: Option<String>,
 }
 
 /// Most assessments one backtest re-runs.
@@ -75,26 +81,34 @@ async fn backtest(
         Some(s) => parse_rfc3339_ms(s)
             .ok_or_else(|| ApiError::validation("since", "must be an RFC 3339 time"))?,
     };
+    let flow = match req.flow.as_deref() {
+        None => Payout::NAME,
+        Some(f) => crate::flows::NAMES
+            .iter()
+            .copied()
+            .find(|n| *n == f)
+            .ok_or_else(|| {
+                ApiError::validation(
+                    "flow",
+                    format!("must be one of {}", crate::flows::NAMES.join(", ")),
+                )
+            })?,
+    };
     let tenant_id = auth.tenant_id();
-    let candidate = Candidate::load(
-        &app.rules,
-        &auth.record.tenant,
-        Payout::NAME,
-        &rule_id,
-        &version,
-    )
-    .await
-    .map_err(|e| ApiError::Internal(e.into()))?
-    .ok_or(ApiError::NotFound("rule version"))?;
+    let candidate = Candidate::load(&app.rules, &auth.record.tenant, flow, &rule_id, &version)
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?
+        .ok_or(ApiError::NotFound("rule version"))?;
     let started = std::time::Instant::now();
     let assessments = app
         .store
-        .recent_assessments(tenant_id, Payout::NAME, since, limit)
+        .recent_assessments(tenant_id, flow, since, limit)
         .await?;
     let report = replay::backtest(&app.rules, tenant_id, &assessments, &candidate).await;
     Ok(Json(json!({
         "rule_id": rule_id,
         "version": version,
+        "flow": flow,
         "digest": candidate.step.rule.digest,
         "params": candidate.step.params,
         "ignored_param_overrides": candidate.step.ignored_overrides,

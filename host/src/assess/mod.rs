@@ -23,7 +23,7 @@ use crate::{
     pipeline::{Decision, FieldWarning, Pipeline, Verdict},
     registry::{RegistryError, TenantRules},
     replay::Candidate,
-    runtime::{ContextSnapshot, HistoryRecord, ListHitRecord, Transaction},
+    runtime::{ContextSnapshot, HistoryRecord, ListHitRecord, Transaction, VelocityRecord},
     store::{AssessmentWrite, CommitOutcome, Store, StoreError, Tenant},
 };
 use gates::TenantGates;
@@ -100,7 +100,8 @@ impl Assessor {
         idempotency_header: Option<String>,
     ) -> Result<Answer, AssessError> {
         let started = Instant::now();
-        let (input, warnings) = F::parse(body, self.max_amount_major)?;
+        let (input, mut warnings) = F::parse(body, self.max_amount_major)?;
+        warnings.extend(F::segment_warnings(&input, &tenant.organization_type));
         let idem_key = idempotency_header.or_else(|| F::idempotency_key(&input).map(str::to_owned));
         let hash = request_hash::<F>(body, &input);
         let now = now_ms();
@@ -185,6 +186,9 @@ impl Assessor {
                 (Some(pair), d) if d != Decision::Decline => Some(pair),
                 _ => None,
             },
+            // Every live attempt counts, declined ones included: repeated
+            // declines are what velocity is there to see.
+            velocity: velocity_hashes::<F>(&input),
             outbox: Some(event.outbox_row(now)),
         };
         match self.store.commit_assessment(write).await? {
@@ -224,7 +228,8 @@ impl Assessor {
             rule_overrides: Vec<RuleOverride>,
         }
         let started = Instant::now();
-        let (input, warnings) = F::parse(body, self.max_amount_major)?;
+        let (input, mut warnings) = F::parse(body, self.max_amount_major)?;
+        warnings.extend(F::segment_warnings(&input, &tenant.organization_type));
         let probe: Probe = serde_json::from_slice(body)
             .map_err(|e| AssessError::invalid("rule_overrides", e.to_string()))?;
         let overrides: Vec<(String, String)> = probe
@@ -315,7 +320,33 @@ impl Assessor {
             first_at_ms: Some(h.first_at),
             last_at_ms: Some(h.last_at),
         });
-        Ok(Arc::new(ContextSnapshot { list_hits, history }))
+        let keys = velocity_hashes::<F>(input);
+        let mut velocity = Vec::with_capacity(keys.len() * VELOCITY_WINDOWS.len());
+        if !keys.is_empty() {
+            let windows = VELOCITY_WINDOWS.map(|(_, ms)| ms);
+            let counts = self
+                .store
+                .velocity_counts(tenant_id, &keys, windows, now)
+                .await?;
+            for (entity, hash) in &keys {
+                let found = counts
+                    .iter()
+                    .find(|(e, h, _)| e == entity && h == hash)
+                    .map_or([0; 3], |(_, _, c)| *c);
+                for ((window, _), count) in VELOCITY_WINDOWS.iter().zip(found) {
+                    velocity.push(VelocityRecord {
+                        entity: (*entity).to_owned(),
+                        window: (*window).to_owned(),
+                        count: u32::try_from(count).unwrap_or(u32::MAX),
+                    });
+                }
+            }
+        }
+        Ok(Arc::new(ContextSnapshot {
+            list_hits,
+            history,
+            velocity,
+        }))
     }
 
     /// Runs `pipeline` on a blocking worker once the tenant's gate admits
@@ -344,6 +375,23 @@ impl Assessor {
             .map_err(|e| AssessError::Internal(format!("pipeline worker: {e}")))?
             .map_err(|_| AssessError::Timeout)
     }
+}
+
+/// The velocity windows: name and length.
+pub const VELOCITY_WINDOWS: [(&str, i64); 3] =
+    [("1h", 3_600_000), ("24h", 86_400_000), ("7d", 604_800_000)];
+
+/// The input's velocity entities, each value replaced by the SHA-256 of
+/// `entity:value` (the velocity table holds no e-mail, IP or card key in
+/// clear).
+fn velocity_hashes<F: AssessFlow>(input: &F::Input) -> Vec<(&'static str, String)> {
+    F::velocity_keys(input)
+        .into_iter()
+        .map(|(entity, value)| {
+            let hash = hex::encode(Sha256::digest(format!("{entity}:{value}").as_bytes()));
+            (entity, hash)
+        })
+        .collect()
 }
 
 /// `{minor, major, currency}` as the answer echoes it.

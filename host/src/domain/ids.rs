@@ -23,6 +23,11 @@ pub fn payout_session_id(now_ms: i64) -> String {
     format!("ps_{now_ms}_{}", lower_alnum(9))
 }
 
+/// `pi_<epoch-ms>_<9 lowercase alphanumerics>` (pay-in sessions).
+pub fn payin_session_id(now_ms: i64) -> String {
+    format!("pi_{now_ms}_{}", lower_alnum(9))
+}
+
 /// `<prefix>_<20 lowercase alphanumerics>` for stored objects.
 pub fn object_id(prefix: &str) -> String {
     format!("{prefix}_{}", lower_alnum(20))

@@ -3,6 +3,8 @@
 //! fields echoed in the answer. The assess use case (`assess/`) is written
 //! once over [`AssessFlow`]; a flow's name appears as a literal only here
 //! and on the wire.
+pub mod common;
+pub mod payin;
 pub mod payout;
 
 use rust_decimal::Decimal;
@@ -10,7 +12,12 @@ use serde::{Serialize, de::DeserializeOwned};
 
 use crate::{pipeline::FieldWarning, runtime::Transaction};
 
-pub use payout::{Invalid, Payout};
+pub use common::Invalid;
+pub use payin::Payin;
+pub use payout::Payout;
+
+/// Every flow's name, in the order they are listed.
+pub const NAMES: &[&str] = &[Payout::NAME, Payin::NAME];
 
 /// One assess flow.
 pub trait AssessFlow: Send + Sync + 'static {
@@ -25,6 +32,12 @@ pub trait AssessFlow: Send + Sync + 'static {
     /// Parses and validates a request body: the input and the field
     /// warnings validation produced.
     fn parse(body: &[u8], max_major: Decimal) -> Result<(Self::Input, Vec<FieldWarning>), Invalid>;
+    /// Warnings about fields the calling tenant's segment (its
+    /// `organization_type`) should send or need not send.
+    fn segment_warnings(input: &Self::Input, segment: &str) -> Vec<FieldWarning> {
+        let _ = (input, segment);
+        Vec::new()
+    }
     /// The exact amount in minor units and the currency code.
     fn minor_and_currency(input: &Self::Input) -> (u64, &str);
     /// The currency's minor-unit exponent.
@@ -33,6 +46,11 @@ pub trait AssessFlow: Send + Sync + 'static {
     fn list_identifiers(input: &Self::Input) -> Vec<(String, String)>;
     /// (origin, counterparty) whose history the rules see, if any.
     fn history_key(input: &Self::Input) -> Option<(String, String)>;
+    /// (entity, normalized value) pairs velocity is counted on, if any.
+    fn velocity_keys(input: &Self::Input) -> Vec<(&'static str, String)> {
+        let _ = input;
+        Vec::new()
+    }
     /// The rule transaction at `assessed_at_ms`.
     fn to_transaction(input: &Self::Input, assessed_at_ms: i64) -> Transaction;
     /// The bank's own id of the payment, echoed.
@@ -60,6 +78,7 @@ pub fn stored_transaction(
     }
     match flow {
         Payout::NAME => Some(read::<Payout>(input_json, assessed_at_ms)),
+        Payin::NAME => Some(read::<Payin>(input_json, assessed_at_ms)),
         _ => None,
     }
 }

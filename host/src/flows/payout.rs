@@ -5,37 +5,17 @@
 //! (the `payout-integrity` rule judges them, so a bad CLABE still gets a 200).
 use rust_decimal::Decimal;
 use serde::Deserialize;
-use serde_json::value::RawValue;
 
-use super::AssessFlow;
-use crate::domain::{
-    country::Country,
-    money::{AmountError, AmountUnit, Currency, Money},
+pub use super::common::Invalid;
+use super::{
+    AssessFlow,
+    common::{clean, country, deserialize, invalid, parse_money},
 };
+use crate::domain::money::Money;
 use crate::{
     pipeline::FieldWarning,
     runtime::{Amount, Beneficiary, Channel, Flow, Origin, PayoutDetails, Transaction},
 };
-
-/// A request that failed validation: `field` is the JSON path.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Invalid {
-    pub field: String,
-    pub message: String,
-}
-
-fn invalid(field: &str, message: impl Into<String>) -> Invalid {
-    Invalid {
-        field: field.to_owned(),
-        message: message.into(),
-    }
-}
-
-#[derive(Debug, Deserialize)]
-struct AmountProbe<'a> {
-    #[serde(borrow, default)]
-    amount: Option<&'a RawValue>,
-}
 
 #[derive(Debug, Deserialize)]
 struct Wire {
@@ -123,76 +103,15 @@ pub struct PayoutDetailsInput {
     pub first_to_beneficiary: Option<bool>,
 }
 
-/// Trims; empty strings count as absent.
-fn clean(v: Option<String>) -> Option<String> {
-    v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())
-}
-
-fn country(field: &str, v: Option<String>) -> Result<Option<String>, Invalid> {
-    match clean(v) {
-        None => Ok(None),
-        Some(c) => Country::parse(&c)
-            .map(|c| Some(c.into_string()))
-            .ok_or_else(|| {
-                invalid(
-                    field,
-                    format!("`{c}` is not an ISO 3166-1 alpha-2 country code"),
-                )
-            }),
-    }
-}
-
 /// Channel values accepted in `payout.channel` / `payout.rail`.
 pub const CHANNELS: &[&str] = &["spei", "wire", "api", "internal"];
 
 /// Parses and validates a payout request body. Returns the input and the
 /// field warnings validation produced.
 pub fn parse(body: &[u8], max_major: Decimal) -> Result<(PayoutInput, Vec<FieldWarning>), Invalid> {
-    // Serde would accept a JSON array for a struct; the contract is an object.
-    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-        return Err(invalid("body", "request body must be a JSON object"));
-    }
-    let mut de = serde_json::Deserializer::from_slice(body);
-    let wire: Wire = match serde_path_to_error::deserialize(&mut de) {
-        Ok(w) => w,
-        Err(e) => {
-            let path = e.path().to_string();
-            let field = if path == "." { "body".to_owned() } else { path };
-            return Err(invalid(&field, e.inner().to_string()));
-        }
-    };
-    let probe: AmountProbe<'_> =
-        serde_json::from_slice(body).map_err(|e| invalid("body", e.to_string()))?;
+    let wire: Wire = deserialize(body)?;
     let _ = wire.amount;
-
-    let currency_code = clean(wire.currency).ok_or_else(|| invalid("currency", "is required"))?;
-    let currency = Currency::parse(&currency_code).ok_or_else(|| {
-        invalid(
-            "currency",
-            format!("`{currency_code}` is not an ISO 4217 currency"),
-        )
-    })?;
-    let unit = match wire.amount_unit.as_deref().map(str::trim) {
-        None | Some("minor") => AmountUnit::Minor,
-        Some("major") => AmountUnit::Major,
-        Some(other) => {
-            return Err(invalid(
-                "amount_unit",
-                format!("`{other}` is not one of `minor`, `major`"),
-            ));
-        }
-    };
-    let raw = probe
-        .amount
-        .filter(|r| r.get() != "null")
-        .ok_or_else(|| invalid("amount", "is required"))?;
-    let money = Money::parse(raw.get(), unit, currency, max_major).map_err(|e| match e {
-        AmountError::TooManyDecimals { .. }
-        | AmountError::Negative
-        | AmountError::FractionalMinor
-        | AmountError::NotANumber
-        | AmountError::TooLarge => invalid("amount", e.to_string()),
-    })?;
+    let money = parse_money(body, wire.currency, wire.amount_unit.as_deref(), max_major)?;
 
     let wb = wire
         .beneficiary
@@ -255,15 +174,8 @@ pub fn parse(body: &[u8], max_major: Decimal) -> Result<(PayoutInput, Vec<FieldW
         initiated_by: clean(wp.initiated_by),
         first_to_beneficiary: wp.first_to_beneficiary,
     };
-    let metadata = match wire.metadata {
-        None | Some(serde_json::Value::Null) => None,
-        Some(m @ serde_json::Value::Object(_)) => Some(m),
-        Some(_) => return Err(invalid("metadata", "must be a JSON object")),
-    };
-    let idempotency_key = clean(wire.idempotency_key);
-    if idempotency_key.as_ref().is_some_and(|k| k.len() > 255) {
-        return Err(invalid("idempotency_key", "is longer than 255 characters"));
-    }
+    let metadata = super::common::metadata(wire.metadata)?;
+    let idempotency_key = super::common::idempotency_key(wire.idempotency_key)?;
 
     let mut warnings = Vec::new();
     let recommended = [
@@ -334,6 +246,7 @@ impl PayoutInput {
             customer_id: self.customer_id.clone(),
             assessed_at_ms,
             metadata: self.metadata.as_ref().map(serde_json::Value::to_string),
+            payin: None,
         }
     }
 
@@ -409,10 +322,7 @@ impl AssessFlow for Payout {
     }
 
     fn exponent(input: &PayoutInput) -> u8 {
-        input.money.as_ref().map_or_else(
-            || Currency::parse(&input.currency).map_or(2, |c| c.exponent()),
-            |m| m.currency.exponent(),
-        )
+        super::common::exponent_of(input.money.as_ref(), &input.currency)
     }
 
     fn list_identifiers(input: &PayoutInput) -> Vec<(String, String)> {

@@ -3,6 +3,7 @@
 //! rule-author kit) to run a real component exactly as the pipeline would.
 use serde::{Deserialize, Serialize};
 
+use crate::flows::payin::{BillingInput, DeviceInput, PayinInput, PaymentMethodInput};
 use crate::flows::payout::{BeneficiaryInput, OriginInput, PayoutDetailsInput, PayoutInput};
 use crate::runtime::{ContextSnapshot, Evaluation, Outcome, Transaction};
 
@@ -19,11 +20,15 @@ pub struct Fixture {
     pub params: serde_json::Map<String, serde_json::Value>,
 }
 
-/// The transaction part of a fixture: a validated payout input plus the
-/// currency exponent and the assessment time the host would fix.
+/// The transaction part of a fixture: a validated payout (or, with
+/// `flow: "payin"`, pay-in) input plus the currency exponent and the
+/// assessment time the host would fix.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FixtureTransaction {
+    /// `payout` (the default) or `payin`.
+    #[serde(default)]
+    pub flow: Option<String>,
     pub amount_minor: u64,
     pub currency: String,
     pub exponent: u8,
@@ -38,11 +43,48 @@ pub struct FixtureTransaction {
     #[serde(default)]
     pub assessed_at_ms: i64,
     pub metadata: Option<serde_json::Value>,
+    /// Pay-in fields, named as on the wire.
+    #[serde(default)]
+    pub payin: Option<FixturePayin>,
+}
+
+/// The pay-in part of a fixture transaction.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FixturePayin {
+    pub order_id: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub session_id: Option<String>,
+    pub payment_method: Option<PaymentMethodInput>,
+    pub device: Option<DeviceInput>,
+    pub billing: Option<BillingInput>,
 }
 
 impl FixtureTransaction {
     /// The WIT transaction, built exactly as a live assessment builds it.
     pub fn to_transaction(&self) -> Transaction {
+        if self.flow.as_deref() == Some("payin") {
+            let p = self.payin.clone().unwrap_or_default();
+            let input = PayinInput {
+                money: None,
+                amount_minor: self.amount_minor,
+                currency: self.currency.clone(),
+                transaction_type: None,
+                payment_id: self.payment_id.clone(),
+                customer_id: self.customer_id.clone(),
+                order_id: p.order_id,
+                email: p.email,
+                phone: p.phone,
+                session_id: p.session_id,
+                payment_method: p.payment_method,
+                device: p.device,
+                billing: p.billing,
+                idempotency_key: None,
+                metadata: self.metadata.clone(),
+            };
+            return input.to_transaction(self.exponent, self.assessed_at_ms);
+        }
         let input = PayoutInput {
             money: None,
             amount_minor: self.amount_minor,

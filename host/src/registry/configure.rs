@@ -295,6 +295,16 @@ impl TenantRules {
                 ));
             };
             let meta = &c.rule.metadata;
+            if !meta.flows.contains(&flow) {
+                return Err(invalid(
+                    field("rule_id"),
+                    format!(
+                        "`{}` judges {} transactions, not {flow}",
+                        step.rule_id,
+                        meta.flows.join(" and ")
+                    ),
+                ));
+            }
             for (code, weight) in &step.weights {
                 if !meta.signals.iter().any(|s| &s.code == code) {
                     return Err(invalid(

@@ -38,8 +38,9 @@ pub struct TenantRules {
     modules: Arc<ArtifactCache>,
     /// Built-in rules by id.
     pub builtins: HashMap<String, Arc<LoadedRule>>,
-    /// The pipeline of tenants without their own configuration.
-    pub default_pipeline: Arc<Pipeline>,
+    /// Per flow, the pipeline of tenants without their own configuration:
+    /// the built-ins that declare the flow.
+    default_pipelines: HashMap<&'static str, Arc<Pipeline>>,
     /// Compiled pipelines of tenants with settings or rules of their own.
     pipelines: PipelineCache,
     /// The largest module an upload may carry.
@@ -137,7 +138,7 @@ impl TenantRules {
         runtime: Arc<Runtime>,
         modules: Arc<ArtifactCache>,
         builtins: HashMap<String, Arc<LoadedRule>>,
-        default_pipeline: Arc<Pipeline>,
+        default_pipelines: HashMap<&'static str, Arc<Pipeline>>,
         max_module_bytes: usize,
     ) -> Self {
         Self {
@@ -145,10 +146,27 @@ impl TenantRules {
             runtime,
             modules,
             builtins,
-            default_pipeline,
+            default_pipelines,
             pipelines: PipelineCache::default(),
             max_module_bytes,
         }
+    }
+
+    /// The pipeline of tenants without configuration or rules of their
+    /// own, for `flow` (an empty one for a flow no built-in declares).
+    pub fn default_pipeline(&self, flow: &str) -> Arc<Pipeline> {
+        self.default_pipelines.get(flow).map_or_else(
+            || {
+                Arc::new(Pipeline {
+                    steps: Vec::new(),
+                    thresholds: Default::default(),
+                    deadline: std::time::Duration::from_millis(
+                        PipelineConfig::default().deadline_ms,
+                    ),
+                })
+            },
+            Arc::clone,
+        )
     }
 
     /// The runtime rules run on.
@@ -255,7 +273,7 @@ impl TenantRules {
     ) -> Result<Arc<Pipeline>, RegistryError> {
         let configured = configured_pipeline(&tenant.settings, flow)?;
         if configured.is_none() && tenant.rules_revision == 0 {
-            return Ok(Arc::clone(&self.default_pipeline));
+            return Ok(self.default_pipeline(flow));
         }
         let activations = self.store.activations(&tenant.id).await?;
         let mut runnable: HashMap<String, Vec<Runnable>> = self
@@ -274,8 +292,18 @@ impl TenantRules {
             // Active first: the decision's steps, then what is only watched.
             versions.sort_by_key(|r| r.mode != Mode::Active);
         }
-        let activated: Vec<String> = activations.iter().map(|a| a.rule_id.clone()).collect();
-        let config = self.effective_config(configured, &activated, &runnable);
+        // Activated rules join the flows they declare.
+        let activated: Vec<String> = activations
+            .iter()
+            .filter(|a| {
+                runnable
+                    .get(&a.rule_id)
+                    .and_then(|v| v.first())
+                    .is_some_and(|r| r.rule.metadata.flows.contains(&flow))
+            })
+            .map(|a| a.rule_id.clone())
+            .collect();
+        let config = self.effective_config(flow, configured, &activated, &runnable);
         Ok(Arc::new(config.compile(|id| {
             runnable.get(id).cloned().unwrap_or_default()
         })?))
@@ -286,14 +314,21 @@ impl TenantRules {
     /// mention (appended, with their defaults).
     pub fn effective_config(
         &self,
+        flow: &str,
         configured: Option<PipelineConfig>,
         activated: &[String],
         runnable: &HashMap<String, Vec<Runnable>>,
     ) -> PipelineConfig {
         let mut config = configured.unwrap_or_else(|| {
-            let mut d = PipelineConfig::with_rules(&crate::builtins::ids());
-            d.deadline_ms = self.default_pipeline.deadline.as_millis() as u64;
-            d.thresholds = self.default_pipeline.thresholds;
+            let default = self.default_pipeline(flow);
+            let ids: Vec<&str> = default
+                .steps
+                .iter()
+                .map(|s| s.rule.metadata.id.as_str())
+                .collect();
+            let mut d = PipelineConfig::with_rules(&ids);
+            d.deadline_ms = default.deadline.as_millis() as u64;
+            d.thresholds = default.thresholds;
             d
         });
         config.rules.retain(|s| runnable.contains_key(&s.rule_id));

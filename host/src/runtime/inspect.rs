@@ -8,7 +8,7 @@ use super::{ALLOWED_IMPORTS, RuntimeError};
 /// The WIT package a rule imports from, without its version.
 const PACKAGE: &str = "aduana:rules/";
 /// Versions of the package this host binds.
-pub const SUPPORTED_WIT_VERSIONS: &[&str] = &["0.1.0", "0.2.0"];
+pub const SUPPORTED_WIT_VERSIONS: &[&str] = &["0.1.0", "0.2.0", "0.3.0"];
 /// Exports the `rule` world requires.
 const REQUIRED_EXPORTS: &[&str] = &["metadata", "evaluate"];
 

@@ -2,7 +2,7 @@
 //!
 //! One [`Engine`] per process (pooling allocator, fuel and epoch
 //! interruption), one [`Linker`] serving the `aduana:rules` world at every
-//! WIT version this host binds (0.1.0 and 0.2.0), and per component digest a
+//! WIT version this host binds (0.1.0, 0.2.0 and 0.3.0), and per component digest a
 //! pre-instantiated [`InstancePre`] kept in memory.
 //! Every evaluation gets a fresh [`Store`] and instance, so nothing carries
 //! over between transactions; each runs under a fuel budget, an epoch
@@ -12,6 +12,7 @@ mod artifacts;
 mod inspect;
 mod limits;
 mod output;
+mod wire;
 
 use std::{
     collections::HashMap,
@@ -24,8 +25,8 @@ use wasmtime::{
     Config, Enabled, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig, Store,
     Trap,
     component::{
-        Component, ComponentExportIndex, ComponentType, HasSelf, InstancePre, Linker, Lower,
-        TypedFunc, types::ComponentItem,
+        Component, ComponentExportIndex, HasSelf, InstancePre, Linker, TypedFunc,
+        types::ComponentItem,
     },
 };
 
@@ -36,8 +37,10 @@ pub use limits::RuntimeLimits;
 use limits::StoreLimiter;
 
 /// Bindings of WIT 0.1.0, whose rules ask the host through the imported
-/// `context` interface. Its types are identical in 0.2.0 (records are typed
-/// structurally), so they serve components of both versions.
+/// `context` interface. Its types are identical in 0.2.0 and, but for the
+/// transaction and the context, in 0.3.0 (records are typed structurally),
+/// so they serve components of every version; [`wire`] adds 0.3.0's
+/// transaction and the `context` records.
 pub(crate) mod bindings {
     wasmtime::component::bindgen!({
         path: "../wit/v0.1.0",
@@ -47,9 +50,13 @@ pub(crate) mod bindings {
 
 pub use bindings::aduana::rules::types::{
     Amount, Beneficiary, Channel, Evaluation, FieldWarning, Flow, History, ListHit, Origin,
-    PayoutDetails, Severity, Signal, Transaction,
+    PayoutDetails, Severity, Signal,
 };
-use bindings::aduana::rules::types::{Metadata as WitMetadata, RuleError};
+use bindings::aduana::rules::types::{
+    Metadata as WitMetadata, RuleError, Transaction as LegacyTransaction,
+};
+pub use wire::{Billing, Device, PayinDetails, PaymentMethod, Transaction};
+use wire::{WireContext, WireContextV02, WireListMatch, WireVelocity};
 
 /// The WIT interfaces a rule component may import. Anything else (WASI
 /// included) is rejected at load.
@@ -57,6 +64,7 @@ pub const ALLOWED_IMPORTS: &[&str] = &[
     "aduana:rules/types@0.1.0",
     "aduana:rules/context@0.1.0",
     "aduana:rules/types@0.2.0",
+    "aduana:rules/types@0.3.0",
 ];
 
 /// The WIT version a component was built against, read from its
@@ -67,6 +75,9 @@ pub enum WitAbi {
     V0_1,
     /// `evaluate(tx, params, context)`; no host functions at all.
     V0_2,
+    /// 0.2.0 plus pay-in: the transaction's `payin` and the context's
+    /// `velocity`.
+    V0_3,
 }
 
 impl WitAbi {
@@ -75,6 +86,7 @@ impl WitAbi {
         match self {
             WitAbi::V0_1 => "0.1.0",
             WitAbi::V0_2 => "0.2.0",
+            WitAbi::V0_3 => "0.3.0",
         }
     }
 }
@@ -152,11 +164,41 @@ pub struct ContextSnapshot {
     /// (list type, normalized value) → hit, for the transaction's identifiers.
     pub list_hits: Vec<ListHitRecord>,
     pub history: HistoryRecord,
+    /// Pay-in velocity counts (empty for a payout).
+    pub velocity: Vec<VelocityRecord>,
+}
+
+/// One prefetched velocity count: earlier live pay-ins of the tenant
+/// sharing `entity` with this one within `window`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct VelocityRecord {
+    pub entity: String,
+    pub window: String,
+    pub count: u32,
 }
 
 impl ContextSnapshot {
-    /// The snapshot as WIT 0.2.0's `context` record.
+    /// The snapshot as WIT 0.3.0's `context` record.
     fn to_wire(&self) -> WireContext {
+        let v2 = self.to_wire_v02();
+        WireContext {
+            list_hits: v2.list_hits,
+            history: v2.history,
+            velocity: (!self.velocity.is_empty()).then(|| {
+                self.velocity
+                    .iter()
+                    .map(|v| WireVelocity {
+                        entity: v.entity.clone(),
+                        window: v.window.clone(),
+                        count: v.count,
+                    })
+                    .collect()
+            }),
+        }
+    }
+
+    /// The snapshot as WIT 0.2.0's `context` record.
+    fn to_wire_v02(&self) -> WireContextV02 {
         let list_hits = (!self.list_hits.is_empty()).then(|| {
             self.list_hits
                 .iter()
@@ -167,7 +209,7 @@ impl ContextSnapshot {
                 })
                 .collect()
         });
-        WireContext {
+        WireContextV02 {
             list_hits,
             history: History {
                 prior_transfers: self.history.prior_transfers,
@@ -176,25 +218,6 @@ impl ContextSnapshot {
             },
         }
     }
-}
-
-/// WIT 0.2.0 `context`: `evaluate`'s third argument.
-#[derive(ComponentType, Lower)]
-#[component(record)]
-struct WireContext {
-    #[component(name = "list-hits")]
-    list_hits: Option<Vec<WireListMatch>>,
-    history: History,
-}
-
-/// WIT 0.2.0 `list-match`.
-#[derive(ComponentType, Lower)]
-#[component(record)]
-struct WireListMatch {
-    #[component(name = "list-type")]
-    list_type: String,
-    value: String,
-    hit: ListHit,
 }
 
 /// One prefetched list hit.
@@ -329,10 +352,12 @@ impl Runtime {
         let mut linker = Linker::new(&engine);
         bindings::Rule::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
             .map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
-        // 0.2.0 imports only types: an instance with no functions.
-        linker
-            .instance("aduana:rules/types@0.2.0")
-            .map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
+        // 0.2.0 and 0.3.0 import only types: instances with no functions.
+        for types in ["aduana:rules/types@0.2.0", "aduana:rules/types@0.3.0"] {
+            linker
+                .instance(types)
+                .map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
+        }
         spawn_epoch_ticker(&engine, limits.epoch_tick);
         Ok(Self {
             engine,
@@ -519,13 +544,19 @@ impl Runtime {
     /// Which WIT version the component's `evaluate` export follows.
     fn abi_of(&self, component: &Component) -> Result<WitAbi, RuntimeError> {
         let ty = component.component_type();
+        // 0.2.0 and 0.3.0 share the arity; the types interface a component
+        // imports says which it was built against.
+        let imports_v03 = ty
+            .imports(&self.engine)
+            .any(|(name, _)| name == "aduana:rules/types@0.3.0");
         match ty.get_export(&self.engine, "evaluate").map(|e| e.ty) {
             Some(ComponentItem::ComponentFunc(f)) => match f.params().len() {
                 2 => Ok(WitAbi::V0_1),
+                3 if imports_v03 => Ok(WitAbi::V0_3),
                 3 => Ok(WitAbi::V0_2),
                 n => Err(RuntimeError::WrongWorld(format!(
                     "`evaluate` takes {n} parameters; the `rule` world's takes 3 \
-                     (transaction, params, context; WIT 0.2.0) or 2 (WIT 0.1.0)"
+                     (transaction, params, context; WIT 0.2.0 and 0.3.0) or 2 (WIT 0.1.0)"
                 ))),
             },
             Some(_) => Err(RuntimeError::WrongWorld(
@@ -557,6 +588,9 @@ impl Runtime {
                 .map(drop),
             WitAbi::V0_2 => instance
                 .get_typed_func::<EvaluateV02Params<'_>, EvaluateResults>(&mut store, &evaluate)
+                .map(drop),
+            WitAbi::V0_3 => instance
+                .get_typed_func::<EvaluateV03Params<'_>, EvaluateResults>(&mut store, &evaluate)
                 .map(drop),
         }
         .map_err(wrong_world)?;
@@ -596,11 +630,20 @@ impl Runtime {
                     let typed = unsafe {
                         TypedFunc::<EvaluateV01Params<'_>, EvaluateResults>::new_unchecked(func)
                     };
-                    typed.call(&mut store, (tx, params))
+                    typed.call(&mut store, (&tx.to_legacy(), params))
                 }
                 WitAbi::V0_2 => {
                     let typed = unsafe {
                         TypedFunc::<EvaluateV02Params<'_>, EvaluateResults>::new_unchecked(func)
+                    };
+                    typed.call(
+                        &mut store,
+                        (&tx.to_legacy(), params, &context.to_wire_v02()),
+                    )
+                }
+                WitAbi::V0_3 => {
+                    let typed = unsafe {
+                        TypedFunc::<EvaluateV03Params<'_>, EvaluateResults>::new_unchecked(func)
                     };
                     typed.call(&mut store, (tx, params, &context.to_wire()))
                 }
@@ -633,10 +676,12 @@ impl Runtime {
 }
 
 /// `evaluate(tx: transaction, params: string)` of WIT 0.1.0.
-type EvaluateV01Params<'a> = (&'a Transaction, &'a str);
+type EvaluateV01Params<'a> = (&'a LegacyTransaction, &'a str);
 /// `evaluate(tx: transaction, params: string, context: context)` of 0.2.0.
-type EvaluateV02Params<'a> = (&'a Transaction, &'a str, &'a WireContext);
-/// `-> result<evaluation, rule-error>`, both versions.
+type EvaluateV02Params<'a> = (&'a LegacyTransaction, &'a str, &'a WireContextV02);
+/// The same of 0.3.0, with pay-in in the transaction and the context.
+type EvaluateV03Params<'a> = (&'a Transaction, &'a str, &'a WireContext);
+/// `-> result<evaluation, rule-error>`, every version.
 type EvaluateResults = (Result<Evaluation, RuleError>,);
 
 /// Turns a wasmtime failure into a stable, user-facing reason.

@@ -38,6 +38,8 @@ pub struct AssessmentWrite {
     pub idempotency: Option<(String, String, String)>,
     /// (origin key, beneficiary key) when the transfer counts toward history.
     pub history: Option<(String, String)>,
+    /// (entity, key hash) pairs a pay-in counts toward (velocity).
+    pub velocity: Vec<(&'static str, String)>,
     /// The domain event to deliver, committed with the assessment.
     pub outbox: Option<OutboxRow>,
 }
@@ -148,7 +150,8 @@ impl Store {
     /// What an assessment's rules may ask about, in one query: the
     /// tenant's active, unexpired blocklist entries matching any of `pairs`
     /// (list type, normalized value) whose scope covers `flow`, and the
-    /// history of `history_key` (origin key, beneficiary key). One round
+    /// history of `history_key` (origin key, beneficiary key). Values of
+    /// one type share one `SELECT` (`value IN (…)`: an IP's networks). One round
     /// trip instead of two keeps the request path to one hand-off to the
     /// database before the pipeline runs. Each identifier is its own
     /// `SELECT`, an exact probe of `blocklist_lookup` (tenant, type,
@@ -163,14 +166,19 @@ impl Store {
         history_key: Option<(&str, &str)>,
         now: i64,
     ) -> Result<(Vec<ListMatch>, Option<HistoryRow>), StoreError> {
-        let Some(sql) = context_sql(pairs.len(), history_key.is_some()) else {
+        let groups = group_pairs(pairs);
+        let sizes: Vec<usize> = groups.iter().map(|(_, v)| v.len()).collect();
+        let Some(sql) = context_sql(&sizes, history_key.is_some()) else {
             return Ok((Vec::new(), None));
         };
         let mut q = sqlx::query(&sql).bind(tenant_id);
-        if !pairs.is_empty() {
+        if !groups.is_empty() {
             q = q.bind(now).bind(flow);
-            for (t, v) in pairs {
-                q = q.bind(t.as_str()).bind(v.as_str());
+            for (t, values) in &groups {
+                q = q.bind(*t);
+                for v in values {
+                    q = q.bind(*v);
+                }
             }
         }
         if let Some((origin, beneficiary)) = history_key {
@@ -196,6 +204,46 @@ impl Store {
             }
         }
         Ok((matches, history))
+    }
+
+    /// For each (entity, key hash) in `keys`, how many of the tenant's live
+    /// pay-ins had it within each of `windows_ms` before `now` (the window
+    /// `(now - w, now]`), in the order of `windows_ms`. One `SELECT` per
+    /// key, each an indexed range on `velocity_lookup`, joined by
+    /// `UNION ALL`.
+    pub async fn velocity_counts(
+        &self,
+        tenant_id: &str,
+        keys: &[(&'static str, String)],
+        windows_ms: [i64; 3],
+        now: i64,
+    ) -> Result<Vec<(String, String, [i64; 3])>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = velocity_sql(keys.len());
+        let mut q = sqlx::query(&sql)
+            .bind(tenant_id)
+            .bind(now - windows_ms[0])
+            .bind(now - windows_ms[1])
+            .bind(now - windows_ms[2])
+            .bind(now);
+        for (entity, key) in keys {
+            q = q.bind(*entity).bind(key.as_str());
+        }
+        let mut out = Vec::with_capacity(keys.len());
+        for r in q.fetch_all(&self.pool).await? {
+            // SUM over no rows is NULL; GROUP BY yields no row then anyway.
+            let get = |c: &str| -> Result<i64, sqlx::Error> {
+                Ok(r.try_get::<Option<i64>, _>(c)?.unwrap_or(0))
+            };
+            out.push((
+                r.try_get("entity")?,
+                r.try_get("key_hash")?,
+                [get("w0")?, get("w1")?, get("w2")?],
+            ));
+        }
+        Ok(out)
     }
 
     /// Commits the assessment, its idempotency record, history update and
@@ -409,6 +457,28 @@ impl Store {
                 q.execute(&mut *tx).await?;
             }
 
+            let counted: Vec<(&AssessmentWrite, &str, &str)> = fresh
+                .iter()
+                .flat_map(|a| a.velocity.iter().map(move |(e, k)| (*a, *e, k.as_str())))
+                .collect();
+            if !counted.is_empty() {
+                let sql = format!(
+                    "INSERT INTO velocity_events (tenant_id, entity, key_hash, at_ms, session_id) \
+                     VALUES {}",
+                    values(counted.len(), 5, "")
+                );
+                let mut q = sqlx::query(&sql);
+                for (a, entity, key) in &counted {
+                    q = q
+                        .bind(a.tenant_id.as_str())
+                        .bind(*entity)
+                        .bind(*key)
+                        .bind(a.created_at)
+                        .bind(a.session_id.as_str());
+                }
+                q.execute(&mut *tx).await?;
+            }
+
             let events: Vec<(&AssessmentWrite, &OutboxRow)> = fresh
                 .iter()
                 .filter_map(|a| a.outbox.as_ref().map(|o| (*a, o)))
@@ -534,6 +604,7 @@ impl Store {
             "outbox" => "outbox",
             "beneficiary_history" => "beneficiary_history",
             "idempotency_keys" => "idempotency_keys",
+            "velocity_events" => "velocity_events",
             "audit_log" => "audit_log",
             other => return Err(StoreError::Corrupt(format!("unknown table `{other}`"))),
         };
@@ -574,25 +645,30 @@ fn values(rows: usize, cols: usize, tail: &str) -> String {
 /// optionally, the history row; `None` when there is nothing to read.
 /// Parameters: `$1` tenant; with identifiers `$2` now, `$3` flow, then a
 /// (type, value) pair each; then (origin, beneficiary) for the history.
-pub(super) fn context_sql(pairs: usize, history: bool) -> Option<String> {
-    let mut parts = Vec::with_capacity(pairs + 1);
+pub(super) fn context_sql(groups: &[usize], history: bool) -> Option<String> {
+    let mut parts = Vec::with_capacity(groups.len() + 1);
     let mut next = 4;
-    for _ in 0..pairs {
+    for &n in groups {
+        // One list type: its value, or its values (an IP's networks).
+        let values = if n == 1 {
+            format!("value = ${}", next + 1)
+        } else {
+            let list: Vec<String> = (0..n).map(|i| format!("${}", next + 1 + i)).collect();
+            format!("value IN ({})", list.join(", "))
+        };
         parts.push(format!(
             "SELECT 'list' AS part, id, list_type, value, severity, \
              CAST(0 AS BIGINT) AS transfers, CAST(0 AS BIGINT) AS first_at, \
              CAST(0 AS BIGINT) AS last_at FROM blocklist_entries \
-             WHERE tenant_id = $1 AND list_type = ${} AND value = ${} AND is_active = 1 \
-             AND (expires_at IS NULL OR expires_at > $2) AND flow_scope IN ($3, 'all')",
-            next,
-            next + 1
+             WHERE tenant_id = $1 AND list_type = ${next} AND {values} AND is_active = 1 \
+             AND (expires_at IS NULL OR expires_at > $2) AND flow_scope IN ($3, 'all')"
         ));
-        next += 2;
+        next += 1 + n;
     }
     if history {
         // Without identifiers, $2 and $3 are not bound: the history's
         // parameters come right after the tenant.
-        let first = if pairs == 0 { 2 } else { next };
+        let first = if groups.is_empty() { 2 } else { next };
         parts.push(format!(
             "SELECT 'history' AS part, '' AS id, '' AS list_type, '' AS value, '' AS severity, \
              transfers, first_at, last_at FROM beneficiary_history \
@@ -602,6 +678,38 @@ pub(super) fn context_sql(pairs: usize, history: bool) -> Option<String> {
         ));
     }
     (!parts.is_empty()).then(|| parts.join(" UNION ALL "))
+}
+
+/// The velocity counts of `keys` (entity, key hash) pairs: $1 tenant,
+/// $2–$4 the windows' starts, $5 now, then the pairs.
+pub(super) fn velocity_sql(keys: usize) -> String {
+    let parts: Vec<String> = (0..keys)
+        .map(|i| {
+            let (e, k) = (6 + 2 * i, 7 + 2 * i);
+            format!(
+                "SELECT entity, key_hash, \
+                 CAST(SUM(CASE WHEN at_ms > $2 THEN 1 ELSE 0 END) AS BIGINT) AS w0, \
+                 CAST(SUM(CASE WHEN at_ms > $3 THEN 1 ELSE 0 END) AS BIGINT) AS w1, \
+                 CAST(COUNT(*) AS BIGINT) AS w2 FROM velocity_events \
+                 WHERE tenant_id = $1 AND entity = ${e} AND key_hash = ${k} \
+                 AND at_ms > $4 AND at_ms <= $5 GROUP BY entity, key_hash"
+            )
+        })
+        .collect();
+    parts.join(" UNION ALL ")
+}
+
+/// `pairs` grouped by list type, in order of first appearance: the type
+/// and its values.
+pub(super) fn group_pairs(pairs: &[(String, String)]) -> Vec<(&str, Vec<&str>)> {
+    let mut groups: Vec<(&str, Vec<&str>)> = Vec::new();
+    for (t, v) in pairs {
+        match groups.iter_mut().find(|(g, _)| g == t) {
+            Some((_, values)) => values.push(v),
+            None => groups.push((t, vec![v])),
+        }
+    }
+    groups
 }
 
 #[cfg(test)]

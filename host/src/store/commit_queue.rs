@@ -165,6 +165,7 @@ mod tests {
             created_at: 0,
             idempotency: key.map(|k| ("s".into(), k.into(), "h".into())),
             history: None,
+            velocity: Vec::new(),
             outbox: None,
         }
     }

@@ -16,12 +16,14 @@ pub struct QueryPlan {
 /// A parameter of a planned query.
 enum Bind {
     Text(&'static str),
+    Owned(String),
     Int(i64),
 }
 
 impl Store {
-    /// Plans of the per-assess reads: the context (five identifiers and the
-    /// history), the idempotency lookup and the key lookup. On PostgreSQL
+    /// Plans of the per-assess reads: the payout context (five identifiers
+    /// and the history), a pay-in context (an e-mail and an IP's networks),
+    /// the velocity counts, the idempotency lookup and the key lookup. On PostgreSQL
     /// sequential scans are disabled while planning, so a small test table
     /// still shows whether an index *can* answer the query exactly.
     pub async fn assess_query_plans(&self) -> Result<Vec<QueryPlan>, StoreError> {
@@ -39,9 +41,29 @@ impl Store {
         }
         context_binds.push(Text("acct_1"));
         context_binds.push(Text("ben_1"));
-        let context = assessments::context_sql(5, true).unwrap_or_default();
-        let queries: [(&'static str, String, Vec<Bind>); 3] = [
+        let context = assessments::context_sql(&[1; 5], true).unwrap_or_default();
+        // A pay-in: an e-mail, and an IPv4 address with its 33 networks.
+        let mut payin_binds = vec![Text("ten_plan"), Int(0), Text("payin")];
+        payin_binds.extend([Text("email"), Text("ana@example.com"), Text("ip_range")]);
+        let networks: Vec<String> = (0..=32).map(|len| format!("10.0.0.0/{len}")).collect();
+        payin_binds.extend(networks.into_iter().map(Bind::Owned));
+        let payin = assessments::context_sql(&[1, 33], false).unwrap_or_default();
+        let velocity = assessments::velocity_sql(2);
+        let velocity_binds = vec![
+            Text("ten_plan"),
+            Int(1),
+            Int(2),
+            Int(3),
+            Int(4),
+            Text("customer"),
+            Text("00"),
+            Text("ip"),
+            Text("11"),
+        ];
+        let queries: [(&'static str, String, Vec<Bind>); 5] = [
             ("assess_context", context, context_binds),
+            ("assess_context_payin", payin, payin_binds),
+            ("velocity_counts", velocity, velocity_binds),
             (
                 "idempotency_lookup",
                 assessments::IDEMPOTENCY_LOOKUP.to_owned(),
@@ -69,6 +91,7 @@ impl Store {
         for b in binds {
             q = match b {
                 Bind::Text(t) => q.bind(t),
+                Bind::Owned(t) => q.bind(t),
                 Bind::Int(i) => q.bind(i),
             };
         }
