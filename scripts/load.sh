@@ -14,6 +14,7 @@
 #   ADUANA_BIN=path LOADGEN=path   the server binary and load driver to use
 #                              (default: build both)
 #   ADUANA_SQLITE_SYNCHRONOUS  passed through (full by default, or normal)
+#   LOAD_FLOWS="payout payin"  which flows to run, each on the same server
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS="${1:-15}"
@@ -44,9 +45,13 @@ run_backend() {
   if [ "$ENTRIES" -gt 0 ]; then seed_blocklist "$backend" "$tenant" "$db_url"; fi
   ADUANA_LISTEN="127.0.0.1:$PORT" $BIN serve & local pid=$!
   for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/api/v1/health/ready" >/dev/null && break; sleep 0.1; done
-  $LOADGEN --url "http://127.0.0.1:$PORT" --key "$key" --seconds 3 --concurrency 16 --label "$backend warm-up" >/dev/null
-  $LOADGEN --url "http://127.0.0.1:$PORT" --key "$key" --seconds "$SECS" --concurrency 32 --label "$backend max (32 conns)"
-  $LOADGEN --url "http://127.0.0.1:$PORT" --key "$key" --seconds "$SECS" --rate 500 --concurrency 16 --label "$backend at 500/s"
+  for flow in ${LOAD_FLOWS:-payout}; do
+    local f=()
+    if [ "$flow" != payout ]; then f=(--flow "$flow"); fi
+    $LOADGEN "${f[@]}" --url "http://127.0.0.1:$PORT" --key "$key" --seconds 3 --concurrency 16 --label "$backend $flow warm-up" >/dev/null
+    $LOADGEN "${f[@]}" --url "http://127.0.0.1:$PORT" --key "$key" --seconds "$SECS" --concurrency 32 --label "$backend $flow max (32 conns)"
+    $LOADGEN "${f[@]}" --url "http://127.0.0.1:$PORT" --key "$key" --seconds "$SECS" --rate 500 --concurrency 16 --label "$backend $flow at 500/s"
+  done
   kill "$pid"; wait "$pid" 2>/dev/null || true
   if [ -n "$db_name" ]; then psql "$PG_ADMIN" -qc "DROP DATABASE IF EXISTS $db_name WITH (FORCE)"; fi
   rm -rf "$dir"
@@ -61,20 +66,22 @@ seed_blocklist() {
   if [ "$backend" = postgres ]; then
     psql "$db_url" -qc "INSERT INTO blocklist_entries (id, tenant_id, list_type, value, flow_scope,
       severity, reason, source, is_active, expires_at, created_at, updated_at)
-      SELECT 'bl_seed_' || n, '$tenant', (ARRAY['clabe','iban','beneficiary_id','account_hash','swift_bic'])[n % 5 + 1],
-        'seed' || lpad(n::text, 14, '0'), 'payout', 'block', 'seed', 'manual', 1, NULL, 0, 0
+      SELECT 'bl_seed_' || n, '$tenant', (ARRAY['clabe','iban','beneficiary_id','account_hash','swift_bic',
+        'email','ip_range','card_bin','phone','customer_id'])[n % 10 + 1],
+        'seed' || lpad(n::text, 14, '0'), 'all', 'block', 'seed', 'manual', 1, NULL, 0, 0
       FROM generate_series(1, $ENTRIES) AS n" -c "VACUUM ANALYZE blocklist_entries" -c "CHECKPOINT"
   else
     python3 - "$ADUANA_DATA_DIR/aduana.db" "$tenant" "$ENTRIES" <<'PY'
 import sqlite3, sys
 db, tenant, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
-types = ["clabe", "iban", "beneficiary_id", "account_hash", "swift_bic"]
+types = ["clabe", "iban", "beneficiary_id", "account_hash", "swift_bic",
+         "email", "ip_range", "card_bin", "phone", "customer_id"]
 con = sqlite3.connect(db)
 con.executemany(
     "INSERT INTO blocklist_entries (id, tenant_id, list_type, value, flow_scope, severity, reason,"
     " source, is_active, expires_at, created_at, updated_at)"
-    " VALUES (?, ?, ?, ?, 'payout', 'block', 'seed', 'manual', 1, NULL, 0, 0)",
-    ((f"bl_seed_{i}", tenant, types[i % 5], f"seed{i:014d}") for i in range(1, n + 1)),
+    " VALUES (?, ?, ?, ?, 'all', 'block', 'seed', 'manual', 1, NULL, 0, 0)",
+    ((f"bl_seed_{i}", tenant, types[i % 10], f"seed{i:014d}") for i in range(1, n + 1)),
 )
 con.commit()
 con.close()

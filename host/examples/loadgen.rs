@@ -1,6 +1,6 @@
 //! Loopback load driver for `scripts/load.sh`.
 //!
-//! Sends payout assessments to a running aduana and reports assess/s and
+//! Sends payout (or, with `--flow payin`, pay-in) assessments to a running aduana and reports assess/s and
 //! latency percentiles. Two modes:
 //! - `--rate 0` (closed loop): `--concurrency` workers send back to back;
 //!   measures the maximum durable throughput.
@@ -42,6 +42,9 @@ struct Args {
     /// Label printed with the results.
     #[arg(long, default_value = "run")]
     label: String,
+    /// `payout` (POST /api/v1/assess/payout) or `payin` (POST /api/v1/assess).
+    #[arg(long, default_value = "payout", value_parser = ["payout", "payin"])]
+    flow: String,
 }
 
 fn payload(i: u64) -> String {
@@ -57,6 +60,25 @@ fn payload(i: u64) -> String {
     )
 }
 
+/// A pay-in from one of 5,000 customers, cards, devices and e-mails, and
+/// one of 2,000 IPs, so velocity counts grow as they would.
+fn payin_payload(i: u64) -> String {
+    let c = i % 5_000;
+    let ip = i % 2_000;
+    format!(
+        r#"{{"amount": {}, "currency": "MXN", "payment_id": "load-{i}", "customer_id": "cus_{c}",
+            "email": "buyer{c}@example.com", "phone": "+5255{:08}",
+            "payment_method": {{"type": "card", "card_bin": "411111", "card_last4": "{:04}", "card_hash": "h{c}"}},
+            "device": {{"ip": "198.51.{}.{}", "fingerprint": "fp_{c}"}},
+            "billing": {{"country": "MX"}}}}"#,
+        10_000 + i % 500_000,
+        c,
+        c % 10_000,
+        ip / 250,
+        ip % 250
+    )
+}
+
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
@@ -68,7 +90,12 @@ async fn main() {
         .pool_max_idle_per_host(args.concurrency * 2)
         .build()
         .unwrap();
-    let url = format!("{}/api/v1/assess/payout", args.url);
+    let payin = args.flow == "payin";
+    let url = if payin {
+        format!("{}/api/v1/assess", args.url)
+    } else {
+        format!("{}/api/v1/assess/payout", args.url)
+    };
     let latencies = Arc::new(Mutex::new(Vec::<Duration>::with_capacity(1 << 20)));
     let errors = Arc::new(AtomicU64::new(0));
     let counter = Arc::new(AtomicU64::new(0));
@@ -91,7 +118,7 @@ async fn main() {
                     .post(&url)
                     .bearer_auth(&key)
                     .header("content-type", "application/json")
-                    .body(payload(i))
+                    .body(if payin { payin_payload(i) } else { payload(i) })
                     .send()
                     .await;
                 let ok = match resp {

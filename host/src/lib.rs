@@ -14,6 +14,7 @@
 //! `rules/`).
 pub mod api;
 pub mod assess;
+pub mod blocklists;
 pub mod builtins;
 pub mod config;
 pub mod domain;

@@ -466,7 +466,161 @@ async fn per_assess_reads_are_index_probes(db: Db) {
     }
 }
 
+/// Sends an import body as `content_type`, checked against the spec.
+async fn import(
+    t: &TestApp,
+    key: &str,
+    query: &str,
+    content_type: &str,
+    body: String,
+) -> (reqwest::StatusCode, Value) {
+    let path = "/api/v1/blocklists/import";
+    let resp = t
+        .client
+        .post(format!("{}{path}{query}", t.base))
+        .bearer_auth(key)
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let (status, headers) = (resp.status(), resp.headers().clone());
+    let v: Value = resp.json().await.unwrap();
+    crate::common::check("POST", path, status, &headers, &v);
+    (status, v)
+}
+
+/// Bulk import: CSV and NDJSON, all or nothing with per-row errors and
+/// line numbers, duplicates reported (or fatal when asked), imported
+/// entries match at once, tenants apart.
+async fn bulk_import(db: Db) {
+    let t = TestApp::start(db).await;
+    let a = t.tenant().await;
+    let b = t.tenant().await;
+    let count = |v: &Value| v["data"].as_array().unwrap().len();
+    // One bad row: nothing is stored, every bad row is named by line.
+    let csv = "list_type,value,flow_scope,severity\n\
+               email,Fraud@Example.com,payin,block\n\
+               ip_range,10.0.0.0/8,all,flag\n\
+               planet,mars,all,block\n\
+               clabe,032180000118359719,payout,sometimes\n";
+    let (s, v) = import(&t, &a.key, "", "text/csv", csv.into()).await;
+    assert_eq!(s, 400, "{v}");
+    assert_eq!(v["error"]["code"], "VALIDATION_ERROR");
+    assert_eq!(v["error"]["details"]["error_count"], 2, "{v}");
+    let errors = &v["error"]["details"]["errors"];
+    assert_eq!(errors[0]["line"], 4, "{v}");
+    assert_eq!(errors[0]["field"], "list_type");
+    assert_eq!(errors[1]["line"], 5);
+    assert_eq!(errors[1]["field"], "severity");
+    let (_, list) = t.get("/api/v1/blocklists", &a.key).await;
+    assert_eq!(count(&list), 0, "{list}");
+
+    // The good rows import; values are normalized as single entries are.
+    let csv = "list_type,value,flow_scope,severity,reason\n\
+               email,Fraud@Example.com,payin,block,chargebacks\n\
+               ip_range,::ffff:10.1.2.3/104,all,flag,\n\
+               card_bin,411111,payin,review,\n";
+    let (s, v) = import(&t, &a.key, "", "text/csv; charset=utf-8", csv.into()).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        (v["rows"].as_u64(), v["inserted"].as_u64()),
+        (Some(3), Some(3))
+    );
+    let (_, list) = t.get("/api/v1/blocklists?list_type=ip_range", &a.key).await;
+    assert_eq!(list["data"][0]["value"], "10.0.0.0/8", "{list}");
+    // Imported entries match at once.
+    let (_, v) = t
+        .post(
+            "/api/v1/assess",
+            &a.key,
+            &json!({"amount": 100, "currency": "MXN", "email": "fraud@example.com"}),
+        )
+        .await;
+    assert_eq!(v["blocked_by"], "blocklist:email", "{v}");
+
+    // NDJSON; a repeat of an existing entry and a repeat within the file
+    // are reported with their lines and skipped.
+    let ndjson = [
+        json!({"list_type": "email", "value": "fraud@example.com", "flow_scope": "payin"}),
+        json!({"list_type": "phone", "value": "+52 55 1111 2222"}),
+        json!({"list_type": "phone", "value": "+525511112222"}),
+    ]
+    .iter()
+    .map(Value::to_string)
+    .collect::<Vec<_>>()
+    .join("\n");
+    let (s, v) = import(&t, &a.key, "", "application/x-ndjson", ndjson.clone()).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["inserted"], 1, "{v}");
+    assert_eq!(v["duplicate_count"], 2);
+    assert_eq!(v["duplicates"][0]["line"], 1);
+    assert_eq!(v["duplicates"][1]["line"], 3);
+    // Asked to fail on duplicates: 409, nothing imported.
+    let more = format!(
+        "{ndjson}\n{}",
+        json!({"list_type": "customer_id", "value": "cus_9"})
+    );
+    let (s, v) = import(
+        &t,
+        &a.key,
+        "?on_duplicate=fail",
+        "application/x-ndjson",
+        more,
+    )
+    .await;
+    assert_eq!(s, 409, "{v}");
+    assert_eq!(v["error"]["code"], "DUPLICATE");
+    let (_, list) = t
+        .get("/api/v1/blocklists?list_type=customer_id", &a.key)
+        .await;
+    assert_eq!(count(&list), 0, "{list}");
+    // Wrong media type, wrong option, empty file, no permission.
+    let (s, v) = import(&t, &a.key, "", "application/pdf", "x".into()).await;
+    assert_eq!(
+        (s.as_u16(), v["error"]["code"].as_str()),
+        (415, Some("UNSUPPORTED_MEDIA_TYPE"))
+    );
+    let (s, _) = import(
+        &t,
+        &a.key,
+        "?on_duplicate=maybe",
+        "text/csv",
+        "list_type,value\n".into(),
+    )
+    .await;
+    assert_eq!(s, 400);
+    let (s, _) = import(&t, &a.key, "", "text/csv", "list_type,value\n".into()).await;
+    assert_eq!(s, 400);
+    let public = t.key(&a, "publishable", "integration").await;
+    let (s, v) = import(
+        &t,
+        &public,
+        "",
+        "text/csv",
+        "list_type,value\nemail,x@y.com\n".into(),
+    )
+    .await;
+    assert_eq!(
+        (s.as_u16(), v["error"]["code"].as_str()),
+        (403, Some("PUBLIC_KEY_NOT_ALLOWED"))
+    );
+    // Tenant B sees none of A's entries and imports its own.
+    let (_, list) = t.get("/api/v1/blocklists", &b.key).await;
+    assert_eq!(count(&list), 0, "{list}");
+    let (s, v) = import(
+        &t,
+        &b.key,
+        "",
+        "text/csv",
+        "list_type,value\nemail,fraud@example.com\n".into(),
+    )
+    .await;
+    assert_eq!((s.as_u16(), v["inserted"].as_u64()), (200, Some(1)), "{v}");
+}
+
 crate::both_backends!(
+    bulk_import,
     crud_and_validation,
     matching_scope_severity_expiry,
     tenant_isolation,

@@ -15,15 +15,27 @@ use super::{
     auth::Auth, error::ApiError, extract::Body, extract::Path, extract::Query, extract::parse_json,
 };
 use crate::{
+    blocklists::{self as service, EntryError, EntryFields, Format, ImportError},
     domain::{
-        ids::object_id,
-        lists::{FLOW_SCOPES, SEVERITIES, SOURCES, is_list_type, normalize_value},
+        lists::{FLOW_SCOPES, SEVERITIES, is_list_type},
         now_ms, parse_rfc3339_ms, rfc3339_ms,
     },
     store::{BlocklistEntry, BlocklistFilter, BlocklistPatch},
 };
 
+/// The largest import body: a million rows of about a hundred bytes.
+const IMPORT_LIMIT: usize = 160 << 20;
+
 pub fn router() -> Router<App> {
+    let import = Router::new()
+        .route(
+            "/api/v1/blocklists/import",
+            axum::routing::post(import).layer(axum::extract::DefaultBodyLimit::max(IMPORT_LIMIT)),
+        )
+        .route_layer(axum::middleware::from_fn_with_state(
+            IMPORT_LIMIT,
+            super::extract::refuse_declared_oversize,
+        ));
     Router::new()
         .route(
             "/api/v1/blocklists",
@@ -33,6 +45,7 @@ pub fn router() -> Router<App> {
             "/api/v1/blocklists/{id}",
             patch(update).get(show).delete(remove),
         )
+        .merge(import)
 }
 
 fn entry_json(e: &BlocklistEntry) -> Value {
@@ -50,17 +63,6 @@ fn entry_json(e: &BlocklistEntry) -> Value {
         "created_at": rfc3339_ms(e.created_at),
         "updated_at": rfc3339_ms(e.updated_at),
     })
-}
-
-#[derive(Debug, Deserialize)]
-struct CreateEntry {
-    list_type: Option<String>,
-    value: Option<String>,
-    flow_scope: Option<String>,
-    severity: Option<String>,
-    reason: Option<String>,
-    source: Option<String>,
-    expires_at: Option<String>,
 }
 
 fn check_scope(s: &str) -> Result<(), ApiError> {
@@ -84,6 +86,111 @@ fn check_severity(s: &str) -> Result<(), ApiError> {
     }
 }
 
+fn entry_error(e: EntryError) -> ApiError {
+    match e {
+        EntryError::InvalidType(m) => ApiError::InvalidType(m),
+        EntryError::InvalidSeverity(m) => ApiError::InvalidSeverity(m),
+        EntryError::Invalid { field, message } => ApiError::validation(field, message),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ImportQuery {
+    format: Option<String>,
+    on_duplicate: Option<String>,
+}
+
+/// `POST /api/v1/blocklists/import`: CSV (`text/csv`) or NDJSON
+/// (`application/x-ndjson`), or `?format=`; `?on_duplicate=fail` makes a
+/// duplicate fail the import (the default reports and skips it).
+async fn import(
+    State(app): State<App>,
+    auth: Auth,
+    Query(q): Query<ImportQuery>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    auth.require("blocklists:write")?;
+    let content_type = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        });
+    let format = match (q.format.as_deref(), content_type.as_deref()) {
+        (Some("csv"), _) | (None, Some("text/csv")) => Format::Csv,
+        (Some("ndjson"), _)
+        | (None, Some("application/x-ndjson" | "application/ndjson" | "application/jsonl")) => {
+            Format::Ndjson
+        }
+        (Some(other), _) => {
+            return Err(ApiError::validation(
+                "format",
+                format!("`{other}` is not one of `csv`, `ndjson`"),
+            ));
+        }
+        (None, other) => {
+            return Err(ApiError::UnsupportedMediaType(format!(
+                "send the rows as `text/csv` or `application/x-ndjson` (or say ?format=csv|ndjson); got `{}`",
+                other.unwrap_or("no Content-Type")
+            )));
+        }
+    };
+    let fail = match q.on_duplicate.as_deref() {
+        None | Some("report") => false,
+        Some("fail") => true,
+        Some(other) => {
+            return Err(ApiError::validation(
+                "on_duplicate",
+                format!("`{other}` is not one of `report`, `fail`"),
+            ));
+        }
+    };
+    let report = service::import(&app.store, auth.tenant_id(), format, body, fail, now_ms())
+        .await
+        .map_err(|e| match e {
+            ImportError::Invalid { errors, count } => ApiError::Detailed {
+                status: StatusCode::BAD_REQUEST,
+                code: "VALIDATION_ERROR",
+                message: format!("{count} rows are not valid; nothing was imported"),
+                details: json!({
+                    "field": "body",
+                    "error_count": count,
+                    "errors": errors.iter().map(|r| json!({"line": r.line, "field": r.field, "message": r.message})).collect::<Vec<_>>(),
+                }),
+            },
+            ImportError::Duplicates { duplicates, count } => ApiError::Detailed {
+                status: StatusCode::CONFLICT,
+                code: "DUPLICATE",
+                message: format!("{count} rows repeat existing entries or earlier rows; nothing was imported (on_duplicate=fail)"),
+                details: json!({
+                    "duplicate_count": count,
+                    "duplicates": duplicates_json(&duplicates),
+                }),
+            },
+            ImportError::Empty => ApiError::validation("body", "the import has no rows"),
+            ImportError::Store(e) => e.into(),
+        })?;
+    Ok(Json(json!({
+        "format": report.format.as_str(),
+        "rows": report.rows,
+        "inserted": report.inserted,
+        "duplicate_count": report.duplicate_count,
+        "duplicates": duplicates_json(&report.duplicates),
+    })))
+}
+
+fn duplicates_json(duplicates: &[service::Duplicate]) -> Vec<Value> {
+    duplicates
+        .iter()
+        .map(|d| json!({"line": d.line, "list_type": d.list_type, "value": d.value, "flow_scope": d.flow_scope}))
+        .collect()
+}
+
 fn parse_expiry(s: &str) -> Result<i64, ApiError> {
     parse_rfc3339_ms(s)
         .ok_or_else(|| ApiError::validation("expires_at", format!("`{s}` is not an RFC 3339 time")))
@@ -95,51 +202,8 @@ async fn create(
     Body(body): Body,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     auth.require("blocklists:write")?;
-    let req: CreateEntry = parse_json(&body)?;
-    let list_type = req
-        .list_type
-        .ok_or_else(|| ApiError::validation("list_type", "is required"))?;
-    if !is_list_type(&list_type) {
-        return Err(ApiError::InvalidType(format!(
-            "`{list_type}` is not a known list type"
-        )));
-    }
-    let raw = req
-        .value
-        .ok_or_else(|| ApiError::validation("value", "is required"))?;
-    let value = normalize_value(&list_type, &raw).ok_or_else(|| {
-        ApiError::validation(
-            "value",
-            format!("`{raw}` is not a valid `{list_type}` value"),
-        )
-    })?;
-    let flow_scope = req.flow_scope.unwrap_or_else(|| "all".to_owned());
-    check_scope(&flow_scope)?;
-    let severity = req.severity.unwrap_or_else(|| "block".to_owned());
-    check_severity(&severity)?;
-    let source = req.source.unwrap_or_else(|| "manual".to_owned());
-    if !SOURCES.contains(&source.as_str()) {
-        return Err(ApiError::validation(
-            "source",
-            format!("`{source}` is not a known source"),
-        ));
-    }
-    let expires_at = req.expires_at.as_deref().map(parse_expiry).transpose()?;
-    let now = now_ms();
-    let entry = BlocklistEntry {
-        id: object_id("bl"),
-        tenant_id: auth.tenant_id().to_owned(),
-        list_type,
-        value,
-        flow_scope,
-        severity,
-        reason: req.reason.filter(|r| !r.trim().is_empty()),
-        source,
-        is_active: true,
-        expires_at,
-        created_at: now,
-        updated_at: now,
-    };
+    let fields: EntryFields = parse_json(&body)?;
+    let entry = service::validate(auth.tenant_id(), fields, now_ms()).map_err(entry_error)?;
     app.store
         .insert_blocklist_entry(&entry)
         .await

@@ -14,6 +14,15 @@ use crate::store::StoreError;
 pub enum ApiError {
     #[error("{message}")]
     Validation { field: String, message: String },
+    /// A 400 `VALIDATION_ERROR` or 409 `DUPLICATE` whose details list
+    /// several problems (a bulk import's rows).
+    #[error("{message}")]
+    Detailed {
+        status: StatusCode,
+        code: &'static str,
+        message: String,
+        details: Value,
+    },
     #[error("{0}")]
     InvalidType(String),
     #[error("{0}")]
@@ -97,6 +106,12 @@ impl ApiError {
                 "VALIDATION_ERROR",
                 json!({ "field": field }),
             ),
+            Self::Detailed {
+                status,
+                code,
+                details,
+                ..
+            } => (*status, *code, details.clone()),
             Self::InvalidType(_) => (
                 StatusCode::BAD_REQUEST,
                 "INVALID_TYPE",

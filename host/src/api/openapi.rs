@@ -199,6 +199,15 @@ pub const OPERATIONS: &[Operation] = &[
         (200, "BlocklistEntry"),
     ),
     op(
+        "POST",
+        "/api/v1/blocklists/import",
+        "blocklists",
+        "Bulk import up to 1,000,000 entries, all or nothing: CSV (text/csv) with a header line, or NDJSON (application/x-ndjson); ?on_duplicate=report (default) or fail",
+        Some("blocklists:write"),
+        Some("csv"),
+        (200, "BlocklistImport"),
+    ),
+    op(
         "GET",
         "/api/v1/blocklists/{id}",
         "blocklists",
@@ -693,6 +702,17 @@ fn schemas() -> Vec<(&'static str, Value)> {
             "description": "unknown fields are ignored"}),
         ),
         (
+            "BlocklistImportCsv",
+            json!({"type": "string", "description": "a header line with list_type, value and any of flow_scope, severity, reason, source, expires_at; then one entry per line. The same rows as NDJSON (application/x-ndjson, one JSON object per line) are accepted too."}),
+        ),
+        (
+            "BlocklistImport",
+            json!({"type": "object", "required": ["format", "rows", "inserted", "duplicate_count", "duplicates"], "properties": {
+            "format": {"type": "string", "enum": ["csv", "ndjson"]}, "rows": {"type": "integer"}, "inserted": {"type": "integer"},
+            "duplicate_count": {"type": "integer"},
+            "duplicates": {"type": "array", "items": {"type": "object", "required": ["line", "list_type", "value", "flow_scope"]}}}}),
+        ),
+        (
             "BlocklistPatch",
             json!({"type": "object", "properties": {"id": {"type": "string", "description": "only in the compatibility form (PATCH /api/v1/blocklists)"}, "severity": {"type": "string", "enum": SEVERITIES}, "flow_scope": {"type": "string", "enum": FLOW_SCOPES}, "reason": text, "is_active": {"type": "boolean"}, "expires_at": nullable_time}}),
         ),
@@ -857,6 +877,7 @@ fn error_statuses(o: &Operation) -> Vec<&'static str> {
             | ("POST", "/api/v1/assess")
             | ("POST", "/api/v1/keys")
             | ("POST", "/api/v1/blocklists")
+            | ("POST", "/api/v1/blocklists/import")
             | ("POST", "/api/v1/signing-keys")
             | ("POST", "/api/v1/rules")
             | (
@@ -895,6 +916,13 @@ fn query_parameters(o: &Operation) -> &'static [(&'static str, &'static str)] {
             ("q", "values containing this text"),
             ("limit", "1 to 500 (default 50)"),
             ("cursor", "`next_cursor` of the previous page"),
+        ],
+        ("POST", "/api/v1/blocklists/import") => &[
+            ("format", "`csv` or `ndjson` (default: from Content-Type)"),
+            (
+                "on_duplicate",
+                "`report` (default: listed and skipped) or `fail` (409, nothing imported)",
+            ),
         ],
         ("GET", "/api/v1/audit") => &[
             ("after", "a `seq`: entries after it"),
@@ -961,10 +989,10 @@ pub fn document() -> Value {
             }
         }
         if let Some(body) = o.body {
-            let (content_type, schema) = if body == "multipart" {
-                ("multipart/form-data", "RuleUpload")
-            } else {
-                ("application/json", body)
+            let (content_type, schema) = match body {
+                "multipart" => ("multipart/form-data", "RuleUpload"),
+                "csv" => ("text/csv", "BlocklistImportCsv"),
+                _ => ("application/json", body),
             };
             b = b.request_body(Some(
                 RequestBodyBuilder::new()

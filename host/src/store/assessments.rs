@@ -621,7 +621,7 @@ impl Store {
 /// `($1, …, $cols<tail>), (…)`: placeholders for `rows` rows of `cols`
 /// parameters each, numbered on from row to row; `tail` is appended to
 /// every row (literal columns).
-fn values(rows: usize, cols: usize, tail: &str) -> String {
+pub(super) fn values(rows: usize, cols: usize, tail: &str) -> String {
     let mut out = String::with_capacity(rows * cols * 5);
     for r in 0..rows {
         if r > 0 {

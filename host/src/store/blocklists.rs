@@ -65,7 +65,73 @@ fn from_row(r: &AnyRow) -> Result<BlocklistEntry, StoreError> {
     })
 }
 
+/// What a bulk insert did: how many rows it inserted, and the positions of
+/// the ones it skipped because an equal entry (type, value, scope) exists.
+#[derive(Debug, Clone, Default)]
+pub struct BulkInsert {
+    pub inserted: usize,
+    pub skipped: Vec<usize>,
+}
+
+/// Rows per `INSERT` of a bulk import (12 parameters each).
+const BULK_ROWS: usize = 500;
+
 impl Store {
+    /// Inserts `entries` in one transaction, skipping those equal to an
+    /// existing entry; with `abort_on_duplicate`, any skipped row rolls the
+    /// whole insert back (and the skipped ones are still reported).
+    pub async fn import_blocklist_entries(
+        &self,
+        entries: &[&NewBlocklistEntry],
+        abort_on_duplicate: bool,
+    ) -> Result<BulkInsert, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let mut result = BulkInsert::default();
+        for (chunk_no, chunk) in entries.chunks(BULK_ROWS).enumerate() {
+            let sql = format!(
+                "INSERT INTO blocklist_entries ({COLUMNS}) VALUES {} \
+                 ON CONFLICT (tenant_id, list_type, value, flow_scope) DO NOTHING RETURNING id",
+                super::assessments::values(chunk.len(), 12, "")
+            );
+            let mut q = sqlx::query(&sql);
+            for e in chunk {
+                q = q
+                    .bind(&e.id)
+                    .bind(&e.tenant_id)
+                    .bind(&e.list_type)
+                    .bind(&e.value)
+                    .bind(&e.flow_scope)
+                    .bind(&e.severity)
+                    .bind(&e.reason)
+                    .bind(&e.source)
+                    .bind(i64::from(e.is_active))
+                    .bind(e.expires_at)
+                    .bind(e.created_at)
+                    .bind(e.updated_at);
+            }
+            let inserted: std::collections::HashSet<String> = q
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(StoreError::from_write)?
+                .iter()
+                .map(|r| r.try_get::<String, _>("id"))
+                .collect::<Result<_, _>>()?;
+            result.inserted += inserted.len();
+            for (i, e) in chunk.iter().enumerate() {
+                if !inserted.contains(&e.id) {
+                    result.skipped.push(chunk_no * BULK_ROWS + i);
+                }
+            }
+        }
+        if abort_on_duplicate && !result.skipped.is_empty() {
+            tx.rollback().await?;
+            result.inserted = 0;
+        } else {
+            tx.commit().await?;
+        }
+        Ok(result)
+    }
+
     pub async fn insert_blocklist_entry(&self, e: &NewBlocklistEntry) -> Result<(), StoreError> {
         sqlx::query(&format!(
             "INSERT INTO blocklist_entries ({COLUMNS}) \
