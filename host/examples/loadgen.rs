@@ -1,6 +1,7 @@
 //! Loopback load driver for `scripts/load.sh`.
 //!
-//! Sends payout (or, with `--flow payin`, pay-in) assessments to a running aduana and reports assess/s and
+//! Sends payout (or, with `--flow payin`, pay-in; `LOADGEN_PAYIN_FIELDS=minimal` or `no-ip` sends
+//! fewer pay-in fields, to see what each costs) assessments to a running aduana and reports assess/s and
 //! latency percentiles. Two modes:
 //! - `--rate 0` (closed loop): `--concurrency` workers send back to back;
 //!   measures the maximum durable throughput.
@@ -64,6 +65,19 @@ fn payload(i: u64) -> String {
 /// one of 2,000 IPs, so velocity counts grow as they would.
 fn payin_payload(i: u64) -> String {
     let c = i % 5_000;
+    if std::env::var_os("LOADGEN_PAYIN_FIELDS").is_some_and(|v| v == "minimal") {
+        return format!(
+            r#"{{"amount": {}, "currency": "MXN", "customer_id": "cus_{c}"}}"#,
+            10_000 + i
+        );
+    }
+    if std::env::var_os("LOADGEN_PAYIN_FIELDS").is_some_and(|v| v == "no-ip") {
+        return format!(
+            r#"{{"amount": {}, "currency": "MXN", "customer_id": "cus_{c}", "email": "buyer{c}@example.com",
+                "payment_method": {{"type": "card", "card_bin": "411111", "card_last4": "1111", "card_hash": "h{c}"}}}}"#,
+            10_000 + i
+        );
+    }
     let ip = i % 2_000;
     format!(
         r#"{{"amount": {}, "currency": "MXN", "payment_id": "load-{i}", "customer_id": "cus_{c}",

@@ -7,7 +7,6 @@ CREATE TABLE velocity_events (
     entity     TEXT NOT NULL,
     key_hash   TEXT NOT NULL,
     at_ms      BIGINT NOT NULL,
-    session_id TEXT NOT NULL
+    session_id TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, entity, key_hash, at_ms, session_id)
 );
-CREATE INDEX velocity_lookup ON velocity_events (tenant_id, entity, key_hash, at_ms);
-CREATE INDEX velocity_age ON velocity_events (at_ms);

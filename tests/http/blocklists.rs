@@ -605,6 +605,18 @@ async fn bulk_import(db: Db) {
         (s.as_u16(), v["error"]["code"].as_str()),
         (403, Some("PUBLIC_KEY_NOT_ALLOWED"))
     );
+    // Larger than a JSON body may be (64 KiB): 3,000 rows.
+    let mut big = String::from("list_type,value,flow_scope\n");
+    for i in 0..3_000 {
+        big.push_str(&format!("customer_id,cus_bulk_{i:06},payin\n"));
+    }
+    assert!(big.len() > 64 * 1024);
+    let (s, v) = import(&t, &a.key, "", "text/csv", big).await;
+    assert_eq!(
+        (s.as_u16(), v["inserted"].as_u64()),
+        (200, Some(3_000)),
+        "{v}"
+    );
     // Tenant B sees none of A's entries and imports its own.
     let (_, list) = t.get("/api/v1/blocklists", &b.key).await;
     assert_eq!(count(&list), 0, "{list}");

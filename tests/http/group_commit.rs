@@ -17,10 +17,16 @@ fn payload(origin: &str, beneficiary: &str) -> Value {
     p
 }
 
+/// No velocity asked (payouts have none).
+const NO_VELOCITY: aduana_host::store::VelocityQuery<'static> = aduana_host::store::VelocityQuery {
+    keys: &[],
+    windows_ms: [0; 3],
+};
+
 async fn transfers(t: &TestApp, tenant: &TestTenant, origin: &str, beneficiary: &str) -> i64 {
     let origin = format!("acct:{origin}");
     let beneficiary = format!("id:{beneficiary}");
-    let (_, history) = t
+    let read = t
         .app
         .store
         .assess_context(
@@ -28,11 +34,12 @@ async fn transfers(t: &TestApp, tenant: &TestTenant, origin: &str, beneficiary: 
             "payout",
             &[],
             Some((&origin, &beneficiary)),
+            &NO_VELOCITY,
             aduana_host::domain::now_ms(),
         )
         .await
         .unwrap();
-    history.map_or(0, |h| h.transfers)
+    read.history.map_or(0, |h| h.transfers)
 }
 
 async fn concurrent_assessments_are_each_stored_once(db: Db) {
@@ -261,17 +268,18 @@ async fn a_failing_write_fails_alone(db: Db) {
     // 1 + 1 + 8 stored; the failed write left nothing behind.
     assert_eq!(t.count("assessments", &a).await, 10);
     assert_eq!(t.count("outbox", &a).await, 10);
-    let (_, history) = store
+    let read = store
         .assess_context(
             &a.id,
             "payout",
             &[],
             Some(("acct:gc", "id:ben_y")),
+            &NO_VELOCITY,
             aduana_host::domain::now_ms(),
         )
         .await
         .unwrap();
-    assert_eq!(history.map(|h| h.transfers), Some(9));
+    assert_eq!(read.history.map(|h| h.transfers), Some(9));
 }
 
 crate::both_backends!(

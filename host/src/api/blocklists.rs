@@ -26,8 +26,10 @@ use crate::{
 /// The largest import body: a million rows of about a hundred bytes.
 const IMPORT_LIMIT: usize = 160 << 20;
 
-pub fn router() -> Router<App> {
-    let import = Router::new()
+/// The bulk import, with its own (larger) body limit: merge it outside
+/// the JSON routes' limit.
+pub fn import_router() -> Router<App> {
+    Router::new()
         .route(
             "/api/v1/blocklists/import",
             axum::routing::post(import).layer(axum::extract::DefaultBodyLimit::max(IMPORT_LIMIT)),
@@ -35,7 +37,10 @@ pub fn router() -> Router<App> {
         .route_layer(axum::middleware::from_fn_with_state(
             IMPORT_LIMIT,
             super::extract::refuse_declared_oversize,
-        ));
+        ))
+}
+
+pub fn router() -> Router<App> {
     Router::new()
         .route(
             "/api/v1/blocklists",
@@ -45,7 +50,6 @@ pub fn router() -> Router<App> {
             "/api/v1/blocklists/{id}",
             patch(update).get(show).delete(remove),
         )
-        .merge(import)
 }
 
 fn entry_json(e: &BlocklistEntry) -> Value {

@@ -83,8 +83,9 @@ pub fn router(app: App) -> Router {
             BODY_LIMIT,
             extract::refuse_declared_oversize,
         ))
-        // Uploads declare their own (larger) limit per route.
+        // Uploads and imports declare their own (larger) limit per route.
         .merge(rules::router(app.config.rule_max_bytes))
+        .merge(blocklists::import_router())
         .route_layer(axum::middleware::from_fn(metrics::track))
         .fallback(|| async { ApiError::NotFound("route") })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })

@@ -24,7 +24,7 @@ use crate::{
     registry::{RegistryError, TenantRules},
     replay::Candidate,
     runtime::{ContextSnapshot, HistoryRecord, ListHitRecord, Transaction, VelocityRecord},
-    store::{AssessmentWrite, CommitOutcome, Store, StoreError, Tenant},
+    store::{AssessmentWrite, CommitOutcome, Store, StoreError, Tenant, VelocityQuery},
 };
 use gates::TenantGates;
 
@@ -285,17 +285,23 @@ impl Assessor {
     ) -> Result<Arc<ContextSnapshot>, AssessError> {
         let identifiers = F::list_identifiers(input);
         let history_key = F::history_key(input);
-        let (matches, history) = self
+        let keys = velocity_hashes::<F>(input);
+        let read = self
             .store
             .assess_context(
                 tenant_id,
                 F::NAME,
                 &identifiers,
                 history_key.as_ref().map(|(o, b)| (o.as_str(), b.as_str())),
+                &VelocityQuery {
+                    keys: &keys,
+                    windows_ms: VELOCITY_WINDOWS.map(|(_, ms)| ms),
+                },
                 now,
             )
             .await?;
-        let mut list_hits: Vec<ListHitRecord> = matches
+        let mut list_hits: Vec<ListHitRecord> = read
+            .matches
             .into_iter()
             .map(|m| ListHitRecord {
                 list_type: m.list_type,
@@ -315,31 +321,26 @@ impl Assessor {
                 .cmp(&rank(&b.severity))
                 .then(a.entry_id.cmp(&b.entry_id))
         });
-        let history = history.map_or_else(HistoryRecord::default, |h| HistoryRecord {
-            prior_transfers: u32::try_from(h.transfers).unwrap_or(u32::MAX),
-            first_at_ms: Some(h.first_at),
-            last_at_ms: Some(h.last_at),
-        });
-        let keys = velocity_hashes::<F>(input);
+        let history = read
+            .history
+            .map_or_else(HistoryRecord::default, |h| HistoryRecord {
+                prior_transfers: u32::try_from(h.transfers).unwrap_or(u32::MAX),
+                first_at_ms: Some(h.first_at),
+                last_at_ms: Some(h.last_at),
+            });
         let mut velocity = Vec::with_capacity(keys.len() * VELOCITY_WINDOWS.len());
-        if !keys.is_empty() {
-            let windows = VELOCITY_WINDOWS.map(|(_, ms)| ms);
-            let counts = self
-                .store
-                .velocity_counts(tenant_id, &keys, windows, now)
-                .await?;
-            for (entity, hash) in &keys {
-                let found = counts
-                    .iter()
-                    .find(|(e, h, _)| e == entity && h == hash)
-                    .map_or([0; 3], |(_, _, c)| *c);
-                for ((window, _), count) in VELOCITY_WINDOWS.iter().zip(found) {
-                    velocity.push(VelocityRecord {
-                        entity: (*entity).to_owned(),
-                        window: (*window).to_owned(),
-                        count: u32::try_from(count).unwrap_or(u32::MAX),
-                    });
-                }
+        for (entity, hash) in &keys {
+            let found = read
+                .velocity
+                .iter()
+                .find(|(e, h, _)| e == entity && h == hash)
+                .map_or([0; 3], |(_, _, c)| *c);
+            for ((window, _), count) in VELOCITY_WINDOWS.iter().zip(found) {
+                velocity.push(VelocityRecord {
+                    entity: (*entity).to_owned(),
+                    window: (*window).to_owned(),
+                    count: u32::try_from(count).unwrap_or(u32::MAX),
+                });
             }
         }
         Ok(Arc::new(ContextSnapshot {

@@ -498,11 +498,16 @@ impl Runtime {
             metadata,
             digest: digest.clone(),
         });
-        self.loaded
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(digest, Arc::clone(&rule));
-        Ok(rule)
+        // Two threads may load the same component at once; the first to
+        // finish is the one every caller shares.
+        let shared = Arc::clone(
+            self.loaded
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .entry(digest)
+                .or_insert(rule),
+        );
+        Ok(shared)
     }
 
     /// Drops a rule from the in-memory cache (it stays in the module store).

@@ -113,6 +113,23 @@ pub struct ListMatch {
     pub severity: String,
 }
 
+/// The velocity counts an assessment asks for: (entity, key hash) pairs
+/// and the windows' lengths.
+#[derive(Debug, Clone, Copy)]
+pub struct VelocityQuery<'a> {
+    pub keys: &'a [(&'static str, String)],
+    pub windows_ms: [i64; 3],
+}
+
+/// What an assessment's rules may ask about, read in one query.
+#[derive(Debug, Default)]
+pub struct AssessContext {
+    pub matches: Vec<ListMatch>,
+    pub history: Option<HistoryRow>,
+    /// (entity, key hash, counts per window) of keys seen before.
+    pub velocity: Vec<(String, String, [i64; 3])>,
+}
+
 /// Beneficiary history row.
 #[derive(Debug, Clone, Copy)]
 pub struct HistoryRow {
@@ -150,8 +167,10 @@ impl Store {
     /// What an assessment's rules may ask about, in one query: the
     /// tenant's active, unexpired blocklist entries matching any of `pairs`
     /// (list type, normalized value) whose scope covers `flow`, and the
-    /// history of `history_key` (origin key, beneficiary key). Values of
-    /// one type share one `SELECT` (`value IN (…)`: an IP's networks). One round
+    /// history of `history_key` (origin key, beneficiary key), and the
+    /// pay-in velocity counts of `velocity`. Values of one type share one
+    /// `SELECT` (`value IN (…)`: an IP's networks); each velocity key is an
+    /// indexed range. One round
     /// trip instead of two keeps the request path to one hand-off to the
     /// database before the pipeline runs. Each identifier is its own
     /// `SELECT`, an exact probe of `blocklist_lookup` (tenant, type,
@@ -164,12 +183,13 @@ impl Store {
         flow: &str,
         pairs: &[(String, String)],
         history_key: Option<(&str, &str)>,
+        velocity: &VelocityQuery<'_>,
         now: i64,
-    ) -> Result<(Vec<ListMatch>, Option<HistoryRow>), StoreError> {
+    ) -> Result<AssessContext, StoreError> {
         let groups = group_pairs(pairs);
         let sizes: Vec<usize> = groups.iter().map(|(_, v)| v.len()).collect();
-        let Some(sql) = context_sql(&sizes, history_key.is_some()) else {
-            return Ok((Vec::new(), None));
+        let Some(sql) = context_sql(&sizes, history_key.is_some(), velocity.keys.len()) else {
+            return Ok(AssessContext::default());
         };
         let mut q = sqlx::query(&sql).bind(tenant_id);
         if !groups.is_empty() {
@@ -184,64 +204,42 @@ impl Store {
         if let Some((origin, beneficiary)) = history_key {
             q = q.bind(origin).bind(beneficiary);
         }
-        let mut matches = Vec::new();
-        let mut history = None;
+        if !velocity.keys.is_empty() {
+            for w in velocity.windows_ms {
+                q = q.bind(now - w);
+            }
+            q = q.bind(now);
+            for (entity, key) in velocity.keys {
+                q = q.bind(*entity).bind(key.as_str());
+            }
+        }
+        let mut out = AssessContext::default();
         for r in q.fetch_all(&self.pool).await? {
             let part: String = r.try_get("part")?;
-            if part == "history" {
-                history = Some(HistoryRow {
-                    transfers: r.try_get("transfers")?,
-                    first_at: r.try_get("first_at")?,
-                    last_at: r.try_get("last_at")?,
-                });
-            } else {
-                matches.push(ListMatch {
+            // SUM over no rows is NULL; GROUP BY yields no row then anyway.
+            let count = |c: &str| -> Result<i64, sqlx::Error> {
+                Ok(r.try_get::<Option<i64>, _>(c)?.unwrap_or(0))
+            };
+            match part.as_str() {
+                "history" => {
+                    out.history = Some(HistoryRow {
+                        transfers: r.try_get("transfers")?,
+                        first_at: r.try_get("first_at")?,
+                        last_at: r.try_get("last_at")?,
+                    });
+                }
+                "velocity" => out.velocity.push((
+                    r.try_get("id")?,
+                    r.try_get("list_type")?,
+                    [count("transfers")?, count("first_at")?, count("last_at")?],
+                )),
+                _ => out.matches.push(ListMatch {
                     entry_id: r.try_get("id")?,
                     list_type: r.try_get("list_type")?,
                     value: r.try_get("value")?,
                     severity: r.try_get("severity")?,
-                });
+                }),
             }
-        }
-        Ok((matches, history))
-    }
-
-    /// For each (entity, key hash) in `keys`, how many of the tenant's live
-    /// pay-ins had it within each of `windows_ms` before `now` (the window
-    /// `(now - w, now]`), in the order of `windows_ms`. One `SELECT` per
-    /// key, each an indexed range on `velocity_lookup`, joined by
-    /// `UNION ALL`.
-    pub async fn velocity_counts(
-        &self,
-        tenant_id: &str,
-        keys: &[(&'static str, String)],
-        windows_ms: [i64; 3],
-        now: i64,
-    ) -> Result<Vec<(String, String, [i64; 3])>, StoreError> {
-        if keys.is_empty() {
-            return Ok(Vec::new());
-        }
-        let sql = velocity_sql(keys.len());
-        let mut q = sqlx::query(&sql)
-            .bind(tenant_id)
-            .bind(now - windows_ms[0])
-            .bind(now - windows_ms[1])
-            .bind(now - windows_ms[2])
-            .bind(now);
-        for (entity, key) in keys {
-            q = q.bind(*entity).bind(key.as_str());
-        }
-        let mut out = Vec::with_capacity(keys.len());
-        for r in q.fetch_all(&self.pool).await? {
-            // SUM over no rows is NULL; GROUP BY yields no row then anyway.
-            let get = |c: &str| -> Result<i64, sqlx::Error> {
-                Ok(r.try_get::<Option<i64>, _>(c)?.unwrap_or(0))
-            };
-            out.push((
-                r.try_get("entity")?,
-                r.try_get("key_hash")?,
-                [get("w0")?, get("w1")?, get("w2")?],
-            ));
         }
         Ok(out)
     }
@@ -645,9 +643,10 @@ pub(super) fn values(rows: usize, cols: usize, tail: &str) -> String {
 /// optionally, the history row; `None` when there is nothing to read.
 /// Parameters: `$1` tenant; with identifiers `$2` now, `$3` flow, then a
 /// (type, value) pair each; then (origin, beneficiary) for the history.
-pub(super) fn context_sql(groups: &[usize], history: bool) -> Option<String> {
-    let mut parts = Vec::with_capacity(groups.len() + 1);
-    let mut next = 4;
+pub(super) fn context_sql(groups: &[usize], history: bool, velocity: usize) -> Option<String> {
+    let mut parts = Vec::with_capacity(groups.len() + 1 + velocity);
+    // $1 is the tenant; with identifiers, $2 the time and $3 the flow.
+    let mut next = if groups.is_empty() { 2 } else { 4 };
     for &n in groups {
         // One list type: its value, or its values (an IP's networks).
         let values = if n == 1 {
@@ -666,37 +665,35 @@ pub(super) fn context_sql(groups: &[usize], history: bool) -> Option<String> {
         next += 1 + n;
     }
     if history {
-        // Without identifiers, $2 and $3 are not bound: the history's
-        // parameters come right after the tenant.
-        let first = if groups.is_empty() { 2 } else { next };
         parts.push(format!(
             "SELECT 'history' AS part, '' AS id, '' AS list_type, '' AS value, '' AS severity, \
              transfers, first_at, last_at FROM beneficiary_history \
              WHERE tenant_id = $1 AND origin_key = ${} AND beneficiary_key = ${}",
-            first,
-            first + 1
+            next,
+            next + 1
         ));
+        next += 2;
+    }
+    if velocity > 0 {
+        // The three windows' starts, then now; then (entity, key hash)
+        // pairs. The counts travel in the history's columns.
+        let (w0, w1, w2, now) = (next, next + 1, next + 2, next + 3);
+        next += 4;
+        for _ in 0..velocity {
+            let (e, k) = (next, next + 1);
+            next += 2;
+            parts.push(format!(
+                "SELECT 'velocity' AS part, entity AS id, key_hash AS list_type, '' AS value, \
+                 '' AS severity, \
+                 CAST(SUM(CASE WHEN at_ms > ${w0} THEN 1 ELSE 0 END) AS BIGINT) AS transfers, \
+                 CAST(SUM(CASE WHEN at_ms > ${w1} THEN 1 ELSE 0 END) AS BIGINT) AS first_at, \
+                 CAST(COUNT(*) AS BIGINT) AS last_at FROM velocity_events \
+                 WHERE tenant_id = $1 AND entity = ${e} AND key_hash = ${k} \
+                 AND at_ms > ${w2} AND at_ms <= ${now} GROUP BY entity, key_hash"
+            ));
+        }
     }
     (!parts.is_empty()).then(|| parts.join(" UNION ALL "))
-}
-
-/// The velocity counts of `keys` (entity, key hash) pairs: $1 tenant,
-/// $2–$4 the windows' starts, $5 now, then the pairs.
-pub(super) fn velocity_sql(keys: usize) -> String {
-    let parts: Vec<String> = (0..keys)
-        .map(|i| {
-            let (e, k) = (6 + 2 * i, 7 + 2 * i);
-            format!(
-                "SELECT entity, key_hash, \
-                 CAST(SUM(CASE WHEN at_ms > $2 THEN 1 ELSE 0 END) AS BIGINT) AS w0, \
-                 CAST(SUM(CASE WHEN at_ms > $3 THEN 1 ELSE 0 END) AS BIGINT) AS w1, \
-                 CAST(COUNT(*) AS BIGINT) AS w2 FROM velocity_events \
-                 WHERE tenant_id = $1 AND entity = ${e} AND key_hash = ${k} \
-                 AND at_ms > $4 AND at_ms <= $5 GROUP BY entity, key_hash"
-            )
-        })
-        .collect();
-    parts.join(" UNION ALL ")
 }
 
 /// `pairs` grouped by list type, in order of first appearance: the type

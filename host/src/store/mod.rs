@@ -22,8 +22,8 @@ use sqlx::{
 };
 
 pub use assessments::{
-    AssessmentWrite, CommitOutcome, HistoryRow, IdempotencyRecord, ListMatch, OutboxRow,
-    StoredAssessment,
+    AssessContext, AssessmentWrite, CommitOutcome, HistoryRow, IdempotencyRecord, ListMatch,
+    OutboxRow, StoredAssessment, VelocityQuery,
 };
 pub use audit::{AuditBreak, AuditEntry, AuditEvent};
 pub use blocklists::{BlocklistEntry, BlocklistFilter, BlocklistPatch, NewBlocklistEntry};
