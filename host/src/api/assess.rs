@@ -20,8 +20,8 @@ use crate::{
 
 pub fn router() -> Router<App> {
     Router::new()
-        .route("/api/v1/assess/payout", post(assess_payout).get(catalog))
-        .route("/api/v1/assess", post(assess_payin).get(payin_catalog))
+        .route("/api/v1/assess/payout", post(assess::<Payout>).get(catalog))
+        .route("/api/v1/assess", post(assess::<Payin>).get(payin_catalog))
 }
 
 fn json_response(body: String, replayed: bool) -> Response {
@@ -37,32 +37,22 @@ fn json_response(body: String, replayed: bool) -> Response {
     resp
 }
 
-/// `POST /api/v1/assess/payout`.
-async fn assess_payout(
+/// `POST /api/v1/assess/payout` (secret keys) and `POST /api/v1/assess`
+/// (pay-in: secret or publishable keys).
+async fn assess<F: AssessFlow>(
     State(app): State<App>,
     auth: Auth,
     headers: HeaderMap,
     Body(body): Body,
 ) -> Result<Response, ApiError> {
-    auth.require("assess")?;
+    if F::PUBLISHABLE_KEYS {
+        auth.require_allowing_publishable("assess")?;
+    } else {
+        auth.require("assess")?;
+    }
     let answer = app
         .assessor
-        .assess::<Payout>(&auth.record.tenant, &body, idempotency_header(&headers)?)
-        .await?;
-    Ok(json_response(answer.body, answer.replayed))
-}
-
-/// `POST /api/v1/assess`: pay-in, with a secret or a publishable key.
-async fn assess_payin(
-    State(app): State<App>,
-    auth: Auth,
-    headers: HeaderMap,
-    Body(body): Body,
-) -> Result<Response, ApiError> {
-    auth.require_allowing_publishable("assess")?;
-    let answer = app
-        .assessor
-        .assess::<Payin>(&auth.record.tenant, &body, idempotency_header(&headers)?)
+        .assess::<F>(&auth.record.tenant, &body, idempotency_header(&headers)?)
         .await?;
     Ok(json_response(answer.body, answer.replayed))
 }

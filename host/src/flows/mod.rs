@@ -25,6 +25,9 @@ pub trait AssessFlow: Send + Sync + 'static {
     const NAME: &'static str;
     /// The idempotency scope of its assess endpoint.
     const IDEMPOTENCY_SCOPE: &'static str;
+    /// Whether publishable keys may call its assess endpoint (§1: pay-in's
+    /// only).
+    const PUBLISHABLE_KEYS: bool = false;
     /// The validated input, stored with the assessment and read back by
     /// replay and backtest.
     type Input: Serialize + DeserializeOwned + Clone + Send + Sync + 'static;

@@ -543,6 +543,7 @@ pub struct Payin;
 impl AssessFlow for Payin {
     const NAME: &'static str = "payin";
     const IDEMPOTENCY_SCOPE: &'static str = "assess_payin";
+    const PUBLISHABLE_KEYS: bool = true;
     type Input = PayinInput;
 
     fn parse(body: &[u8], max_major: Decimal) -> Result<(PayinInput, Vec<FieldWarning>), Invalid> {

@@ -73,6 +73,25 @@ pub struct BulkInsert {
     pub skipped: Vec<usize>,
 }
 
+/// Binds `e`'s twelve columns, in [`COLUMNS`] order.
+fn bind_entry<'q>(
+    q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    e: &'q NewBlocklistEntry,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    q.bind(&e.id)
+        .bind(&e.tenant_id)
+        .bind(&e.list_type)
+        .bind(&e.value)
+        .bind(&e.flow_scope)
+        .bind(&e.severity)
+        .bind(&e.reason)
+        .bind(&e.source)
+        .bind(i64::from(e.is_active))
+        .bind(e.expires_at)
+        .bind(e.created_at)
+        .bind(e.updated_at)
+}
+
 /// Rows per `INSERT` of a bulk import (12 parameters each).
 const BULK_ROWS: usize = 500;
 
@@ -95,19 +114,7 @@ impl Store {
             );
             let mut q = sqlx::query(&sql);
             for e in chunk {
-                q = q
-                    .bind(&e.id)
-                    .bind(&e.tenant_id)
-                    .bind(&e.list_type)
-                    .bind(&e.value)
-                    .bind(&e.flow_scope)
-                    .bind(&e.severity)
-                    .bind(&e.reason)
-                    .bind(&e.source)
-                    .bind(i64::from(e.is_active))
-                    .bind(e.expires_at)
-                    .bind(e.created_at)
-                    .bind(e.updated_at);
+                q = bind_entry(q, e);
             }
             let inserted: std::collections::HashSet<String> = q
                 .fetch_all(&mut *tx)
@@ -133,25 +140,14 @@ impl Store {
     }
 
     pub async fn insert_blocklist_entry(&self, e: &NewBlocklistEntry) -> Result<(), StoreError> {
-        sqlx::query(&format!(
+        let sql = format!(
             "INSERT INTO blocklist_entries ({COLUMNS}) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
-        ))
-        .bind(&e.id)
-        .bind(&e.tenant_id)
-        .bind(&e.list_type)
-        .bind(&e.value)
-        .bind(&e.flow_scope)
-        .bind(&e.severity)
-        .bind(&e.reason)
-        .bind(&e.source)
-        .bind(i64::from(e.is_active))
-        .bind(e.expires_at)
-        .bind(e.created_at)
-        .bind(e.updated_at)
-        .execute(&self.writer)
-        .await
-        .map_err(StoreError::from_write)?;
+        );
+        bind_entry(sqlx::query(&sql), e)
+            .execute(&self.writer)
+            .await
+            .map_err(StoreError::from_write)?;
         Ok(())
     }
 
