@@ -324,6 +324,16 @@ impl TestApp {
     }
 }
 
+/// The codes in an assess answer's `signals`.
+pub fn signals(v: &Value) -> Vec<String> {
+    v["signals"]
+        .as_array()
+        .expect("signals")
+        .iter()
+        .map(|s| s.as_str().expect("code").to_owned())
+        .collect()
+}
+
 /// Runs each listed `async fn name(db: Db)` once per backend.
 #[macro_export]
 macro_rules! both_backends {

@@ -4,14 +4,7 @@ use serde_json::{Value, json};
 
 use crate::common::{Db, TestApp, clean_payload, example_payload};
 
-fn signals(v: &Value) -> Vec<String> {
-    v["signals"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s.as_str().unwrap().to_owned())
-        .collect()
-}
+use crate::common::signals;
 
 async fn documented_example_is_assessed(db: Db) {
     let t = TestApp::start(db).await;

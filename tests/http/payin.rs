@@ -21,14 +21,7 @@ fn payin() -> Value {
     })
 }
 
-fn signals(v: &Value) -> Vec<String> {
-    v["signals"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s.as_str().unwrap().to_owned())
-        .collect()
-}
+use crate::common::signals;
 
 async fn block(t: &TestApp, tenant: &TestTenant, list_type: &str, value: &str, scope: &str) {
     let (s, v) = t

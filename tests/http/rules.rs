@@ -266,14 +266,7 @@ impl IntoTuple for (reqwest::StatusCode, Value, reqwest::header::HeaderMap) {
     }
 }
 
-fn signals(v: &Value) -> Vec<String> {
-    v["signals"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s.as_str().unwrap().to_owned())
-        .collect()
-}
+use crate::common::signals;
 
 async fn activate(t: &TestApp, key: &str, rule: &str, version: &str, mode: &str) -> Value {
     let (s, v) = t

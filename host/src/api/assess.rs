@@ -130,6 +130,23 @@ fn idempotency_guidance() -> Value {
     })
 }
 
+/// What to do on each transient answer, for every flow.
+fn resilience() -> Value {
+    json!({
+        "ASSESS_TIMEOUT": "504: the pipeline exceeded its deadline; retry with the same idempotency key",
+        "ASSESS_MAINTENANCE": "503: the service is not ready; apply your documented fail-open/closed policy",
+        "RATE_LIMITED": "429: honour Retry-After",
+        "RATE_LIMIT_STORE_UNAVAILABLE": "503: the shared rate-limit store is down; retry with backoff",
+    })
+}
+
+/// [`resilience`] plus one flow-specific note.
+fn resilience_with(key: &str, note: &str) -> Value {
+    let mut r = resilience();
+    r[key] = json!(note);
+    r
+}
+
 /// `GET /api/v1/assess`: the pay-in catalog.
 async fn payin_catalog(State(app): State<App>) -> Json<Value> {
     let (signals, thresholds) = signal_catalog(&app, Payin::NAME);
@@ -176,12 +193,7 @@ async fn payin_catalog(State(app): State<App>) -> Json<Value> {
         "signals": signals,
         "thresholds": thresholds,
         "idempotency": idempotency_guidance(),
-        "resilience": {
-            "ASSESS_TIMEOUT": "504: the pipeline exceeded its deadline; retry with the same idempotency key",
-            "ASSESS_MAINTENANCE": "503: the service is not ready; apply your documented fail-open/closed policy",
-            "RATE_LIMITED": "429: honour Retry-After",
-            "RATE_LIMIT_STORE_UNAVAILABLE": "503: the shared rate-limit store is down; retry with backoff",
-        },
+        "resilience": resilience(),
         "field_warnings": {
             "raised_for": ["fields your segment should send and did not", "fields that do not apply to your segment", "rules that did not complete"],
         },
@@ -203,12 +215,10 @@ async fn catalog(State(app): State<App>) -> Json<Value> {
         "signals": signals,
         "thresholds": thresholds,
         "idempotency": idempotency_guidance(),
-        "resilience": {
-            "ASSESS_TIMEOUT": "504: the pipeline exceeded its deadline; retry with the same idempotency key",
-            "ASSESS_MAINTENANCE": "503: the service is not ready; apply your documented fail-open/closed policy",
-            "RATE_LIMITED": "429: honour Retry-After",
-            "account_identifiers": "invalid CLABE/IBAN/BIC never cause a 400; they raise payout_invalid_beneficiary_account",
-        },
+        "resilience": resilience_with(
+            "account_identifiers",
+            "invalid CLABE/IBAN/BIC never cause a 400; they raise payout_invalid_beneficiary_account",
+        ),
         "field_warnings": {
             "shape": FieldWarning { field: "origin.country".into(), message: "recommended field is missing".into() },
             "raised_for": ["missing recommended fields", "account identifiers failing their check", "rules that did not complete"],

@@ -47,8 +47,10 @@ pub enum ApiError {
     InvalidTransition(String),
     #[error("this idempotency key was used with a different request body")]
     IdempotencyKeyReused,
-    #[error("request body is larger than this endpoint accepts (64 KiB for JSON)")]
-    PayloadTooLarge,
+    /// The body is over this endpoint's limit (bytes, when the layer that
+    /// refused it said).
+    #[error("request body is larger than this endpoint accepts")]
+    PayloadTooLarge(Option<usize>),
     #[error("the request body did not arrive within the body timeout")]
     RequestTimeout,
     #[error("{0}")]
@@ -91,7 +93,7 @@ impl ApiError {
             StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY => {
                 Self::validation("request", message)
             }
-            StatusCode::PAYLOAD_TOO_LARGE => Self::PayloadTooLarge,
+            StatusCode::PAYLOAD_TOO_LARGE => Self::PayloadTooLarge(None),
             StatusCode::REQUEST_TIMEOUT => Self::RequestTimeout,
             StatusCode::UNSUPPORTED_MEDIA_TYPE => Self::UnsupportedMediaType(message),
             StatusCode::METHOD_NOT_ALLOWED => Self::MethodNotAllowed,
@@ -144,10 +146,10 @@ impl ApiError {
             Self::IdempotencyKeyReused => {
                 (StatusCode::CONFLICT, "IDEMPOTENCY_KEY_REUSED", json!({}))
             }
-            Self::PayloadTooLarge => (
+            Self::PayloadTooLarge(limit) => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "PAYLOAD_TOO_LARGE",
-                json!({"limit_bytes": 65536}),
+                json!({"limit_bytes": limit}),
             ),
             Self::RequestTimeout => (StatusCode::REQUEST_TIMEOUT, "REQUEST_TIMEOUT", json!({})),
             Self::UnsupportedMediaType(_) => (

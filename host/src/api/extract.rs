@@ -32,7 +32,7 @@ impl<S: Send + Sync> FromRequest<S> for Body {
             Err(BytesRejection::FailedToBufferBody(e))
                 if e.status() == StatusCode::PAYLOAD_TOO_LARGE =>
             {
-                return Err(ApiError::PayloadTooLarge);
+                return Err(ApiError::PayloadTooLarge(Some(BODY_LIMIT)));
             }
             Err(BytesRejection::FailedToBufferBody(e)) if caused_by_body_timeout(&e) => {
                 return Err(ApiError::RequestTimeout);
@@ -130,7 +130,7 @@ pub(crate) async fn refuse_declared_oversize(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
-        return ApiError::PayloadTooLarge.into_response();
+        return ApiError::PayloadTooLarge(Some(limit)).into_response();
     }
     next.run(req).await
 }

@@ -123,7 +123,10 @@ impl Assessor {
 
         let session_id = F::session_id(now);
         tracing::Span::current().record("session_id", session_id.as_str());
-        let context = self.context::<F>(&tenant.id, &input, now).await?;
+        let velocity = velocity_hashes::<F>(&input);
+        let context = self
+            .context::<F>(&tenant.id, &input, &velocity, now)
+            .await?;
         let tx = F::to_transaction(&input, now);
         let pipeline = self.rules.tenant_pipeline(tenant, F::NAME).await?;
         let verdict = self
@@ -188,7 +191,7 @@ impl Assessor {
             },
             // Every live attempt counts, declined ones included: repeated
             // declines are what velocity is there to see.
-            velocity: velocity_hashes::<F>(&input),
+            velocity,
             outbox: Some(event.outbox_row(now)),
         };
         match self.store.commit_assessment(write).await? {
@@ -250,7 +253,10 @@ impl Assessor {
             candidates.push(candidate);
         }
         let now = now_ms();
-        let context = self.context::<F>(&tenant.id, &input, now).await?;
+        let velocity = velocity_hashes::<F>(&input);
+        let context = self
+            .context::<F>(&tenant.id, &input, &velocity, now)
+            .await?;
         let tx = F::to_transaction(&input, now);
         let pipeline = self.rules.tenant_pipeline(tenant, F::NAME).await?;
         let pipeline = Arc::new(with_candidates(&pipeline, &candidates));
@@ -281,11 +287,11 @@ impl Assessor {
         &self,
         tenant_id: &str,
         input: &F::Input,
+        keys: &[(&'static str, String)],
         now: i64,
     ) -> Result<Arc<ContextSnapshot>, AssessError> {
         let identifiers = F::list_identifiers(input);
         let history_key = F::history_key(input);
-        let keys = velocity_hashes::<F>(input);
         let read = self
             .store
             .assess_context(
@@ -294,7 +300,7 @@ impl Assessor {
                 &identifiers,
                 history_key.as_ref().map(|(o, b)| (o.as_str(), b.as_str())),
                 &VelocityQuery {
-                    keys: &keys,
+                    keys,
                     windows_ms: VELOCITY_WINDOWS.map(|(_, ms)| ms),
                 },
                 now,
@@ -329,7 +335,7 @@ impl Assessor {
                 last_at_ms: Some(h.last_at),
             });
         let mut velocity = Vec::with_capacity(keys.len() * VELOCITY_WINDOWS.len());
-        for (entity, hash) in &keys {
+        for (entity, hash) in keys {
             let found = read
                 .velocity
                 .iter()

@@ -8,8 +8,6 @@
 //! the body is checked: 12–19 digits (spaces and dashes aside) passing the
 //! Luhn check is a full card number, and the request is refused with the
 //! field's path and never the value; nothing of it is stored or logged.
-use std::net::IpAddr;
-
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -214,28 +212,18 @@ fn digits_of_len(
     }
 }
 
-/// `phone` in E.164: `+` and 8–15 digits (spaces, dashes, dots and
-/// parentheses are dropped).
+/// `phone` in E.164, normalized as the `phone` list normalizes it (one
+/// function, so a listed phone and a request's phone agree).
 fn e164(v: Option<String>) -> Result<Option<String>, Invalid> {
     let Some(raw) = clean(v) else {
         return Ok(None);
     };
-    let kept: String = raw
-        .chars()
-        .filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')'))
-        .collect();
-    let digits = kept.strip_prefix('+').unwrap_or("");
-    if (8..=15).contains(&digits.len())
-        && digits.bytes().all(|b| b.is_ascii_digit())
-        && !digits.starts_with('0')
-    {
-        Ok(Some(kept))
-    } else {
-        Err(invalid(
+    normalize_value("phone", &raw).map(Some).ok_or_else(|| {
+        invalid(
             "phone",
             "must be E.164: `+`, the country code and the number (8 to 15 digits)",
-        ))
-    }
+        )
+    })
 }
 
 fn email(v: Option<String>) -> Result<Option<String>, Invalid> {
@@ -256,12 +244,6 @@ fn email(v: Option<String>) -> Result<Option<String>, Invalid> {
         }
         _ => Err(invalid("email", "is not an e-mail address")),
     }
-}
-
-/// An IP address in canonical form; an IPv4-mapped IPv6 address as IPv4.
-pub fn canonical_ip(text: &str) -> Option<String> {
-    let ip: IpAddr = text.trim().parse().ok()?;
-    Some(ip.to_canonical().to_string())
 }
 
 /// Parses and validates a pay-in request body. Returns the input and the
@@ -297,7 +279,7 @@ pub fn parse(body: &[u8], max_major: Decimal) -> Result<(PayinInput, Vec<FieldWa
             ip: match clean(d.ip) {
                 None => None,
                 Some(ip) => Some(
-                    canonical_ip(&ip)
+                    normalize_value("ip_address", &ip)
                         .ok_or_else(|| invalid("device.ip", "is not an IPv4 or IPv6 address"))?,
                 ),
             },
