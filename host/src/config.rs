@@ -39,6 +39,141 @@ pub struct Config {
     /// `ADUANA_MAX_CONNECTIONS` (0 = from the open-file limit),
     /// `ADUANA_SHUTDOWN_GRACE_MS` (10 s), `ADUANA_MAX_HEADER_BYTES` (16 KiB).
     pub server: ServerLimits,
+    /// `ADUANA_SECRETS_KEY`: base64 of the 32-byte key sealing stored
+    /// secrets; unset = `<data dir>/secrets.key` (see `secrets`).
+    pub secrets_key: Option<String>,
+    /// Outbound webhooks (see [`WebhookConfig`]).
+    pub webhooks: WebhookConfig,
+}
+
+/// How webhooks are delivered. Every field is configurable.
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    /// `ADUANA_WEBHOOK_DELIVERY=off` keeps this node from delivering (an
+    /// API-only node; other nodes on the database deliver).
+    pub deliver: bool,
+    /// `ADUANA_WEBHOOK_ALLOW_PRIVATE=1`: allow private, loopback and
+    /// link-local targets and plain `http` (tests, on-premise receivers).
+    pub allow_private: bool,
+    /// `ADUANA_WEBHOOK_TIMEOUT_MS` (15 s): a 2xx within it is a delivery.
+    pub timeout: Duration,
+    /// `ADUANA_WEBHOOK_RETRY_SCHEDULE`: seconds before each attempt,
+    /// comma-separated (`0,5,300,1800,7200,18000,36000,50400,72000,86400`);
+    /// after the last one fails the delivery is `failed`. Each later delay
+    /// gets ±10% jitter.
+    pub retry_schedule: Vec<Duration>,
+    /// `ADUANA_WEBHOOK_ROTATION_OVERLAP_SECS` (86,400): how long a rotated
+    /// secret keeps signing beside the new one.
+    pub rotation_overlap: Duration,
+    /// `ADUANA_WEBHOOK_DISABLE_AFTER_SECS` (5 days): an endpoint failing
+    /// without a success for this long is disabled.
+    pub disable_after: Duration,
+    /// `ADUANA_EVENT_RETENTION_DAYS` (30): events, deliveries and attempts
+    /// are kept this long.
+    pub retention: Duration,
+    /// `ADUANA_WEBHOOK_ENDPOINT_CONCURRENCY` (16): attempts in flight per
+    /// endpoint on one node.
+    pub endpoint_concurrency: usize,
+    /// `ADUANA_WEBHOOK_CONCURRENCY` (256): attempts in flight on one node.
+    pub concurrency: usize,
+    /// `ADUANA_WEBHOOK_POLL_MS` (100): how often an idle worker looks for
+    /// new events and due retries.
+    pub poll: Duration,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        Self {
+            deliver: true,
+            allow_private: false,
+            timeout: Duration::from_secs(15),
+            retry_schedule: [
+                0, 5, 300, 1800, 7200, 18_000, 36_000, 50_400, 72_000, 86_400,
+            ]
+            .into_iter()
+            .map(Duration::from_secs)
+            .collect(),
+            rotation_overlap: Duration::from_secs(86_400),
+            disable_after: Duration::from_secs(5 * 86_400),
+            retention: Duration::from_secs(30 * 86_400),
+            endpoint_concurrency: 16,
+            concurrency: 256,
+            poll: Duration::from_millis(100),
+        }
+    }
+}
+
+fn webhook_config() -> Result<WebhookConfig, ConfigError> {
+    let d = WebhookConfig::default();
+    let schedule = match std::env::var("ADUANA_WEBHOOK_RETRY_SCHEDULE") {
+        Ok(v) if !v.trim().is_empty() => v
+            .split(',')
+            .map(|s| s.trim().parse::<u64>().map(Duration::from_secs))
+            .collect::<Result<Vec<_>, _>>()
+            .ok()
+            .filter(|s| !s.is_empty())
+            .ok_or(ConfigError {
+                name: "ADUANA_WEBHOOK_RETRY_SCHEDULE",
+                value: v,
+            })?,
+        _ => d.retry_schedule.clone(),
+    };
+    let positive = |name: &'static str, v: u64| {
+        if v == 0 {
+            Err(ConfigError {
+                name,
+                value: "0".to_owned(),
+            })
+        } else {
+            Ok(v)
+        }
+    };
+    Ok(WebhookConfig {
+        deliver: !matches!(
+            std::env::var("ADUANA_WEBHOOK_DELIVERY").as_deref(),
+            Ok("off" | "0" | "false" | "no")
+        ),
+        allow_private: matches!(
+            std::env::var("ADUANA_WEBHOOK_ALLOW_PRIVATE").as_deref(),
+            Ok("1" | "true" | "yes")
+        ),
+        timeout: Duration::from_millis(positive(
+            "ADUANA_WEBHOOK_TIMEOUT_MS",
+            var("ADUANA_WEBHOOK_TIMEOUT_MS", 15_000)?,
+        )?),
+        retry_schedule: schedule,
+        rotation_overlap: Duration::from_secs(var(
+            "ADUANA_WEBHOOK_ROTATION_OVERLAP_SECS",
+            d.rotation_overlap.as_secs(),
+        )?),
+        disable_after: Duration::from_secs(positive(
+            "ADUANA_WEBHOOK_DISABLE_AFTER_SECS",
+            var(
+                "ADUANA_WEBHOOK_DISABLE_AFTER_SECS",
+                d.disable_after.as_secs(),
+            )?,
+        )?),
+        retention: Duration::from_secs(
+            positive(
+                "ADUANA_EVENT_RETENTION_DAYS",
+                var("ADUANA_EVENT_RETENTION_DAYS", 30)?,
+            )? * 86_400,
+        ),
+        endpoint_concurrency: usize::try_from(positive(
+            "ADUANA_WEBHOOK_ENDPOINT_CONCURRENCY",
+            var("ADUANA_WEBHOOK_ENDPOINT_CONCURRENCY", 16)?,
+        )?)
+        .unwrap_or(16),
+        concurrency: usize::try_from(positive(
+            "ADUANA_WEBHOOK_CONCURRENCY",
+            var("ADUANA_WEBHOOK_CONCURRENCY", 256)?,
+        )?)
+        .unwrap_or(256),
+        poll: Duration::from_millis(positive(
+            "ADUANA_WEBHOOK_POLL_MS",
+            var("ADUANA_WEBHOOK_POLL_MS", 100)?,
+        )?),
+    })
 }
 
 /// How the server treats its connections. Every field is configurable
@@ -120,6 +255,11 @@ impl Config {
                 .map(|u| u.trim().to_owned())
                 .filter(|u| !u.is_empty()),
             server: server_limits()?,
+            secrets_key: std::env::var("ADUANA_SECRETS_KEY")
+                .ok()
+                .map(|k| k.trim().to_owned())
+                .filter(|k| !k.is_empty()),
+            webhooks: webhook_config()?,
         })
     }
 
@@ -140,6 +280,8 @@ impl Config {
                 max_connections: 0,
                 ..ServerLimits::default()
             },
+            secrets_key: None,
+            webhooks: WebhookConfig::default(),
         }
     }
 }

@@ -25,9 +25,11 @@ pub mod pipeline;
 pub mod registry;
 pub mod replay;
 pub mod runtime;
+pub mod secrets;
 pub mod startup;
 pub mod store;
 pub mod tasks;
+pub mod webhooks;
 
 pub use api::App;
 pub use config::Config;

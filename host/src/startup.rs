@@ -14,8 +14,10 @@ use crate::{
     pipeline::{PipelineConfig, Runnable},
     registry::TenantRules,
     runtime::Runtime,
+    secrets::Sealer,
     store::Store,
     tasks::Supervisor,
+    webhooks::{Webhooks, delivery},
 };
 
 impl App {
@@ -96,7 +98,15 @@ impl App {
             Arc::clone(&rules),
             config.max_amount_major,
         ));
+        let sealer = Sealer::load(config.secrets_key.as_deref(), &config.data_dir)
+            .context("loading the secrets key")?;
+        let webhooks = Webhooks::new(
+            store.clone(),
+            Arc::new(sealer),
+            Arc::new(config.webhooks.clone()),
+        );
         let app = Self {
+            webhooks,
             store,
             runtime,
             config: Arc::new(config),
@@ -146,6 +156,12 @@ impl App {
             let store = self.store.clone();
             move |stop| async move { store.checkpoint_until(stop).await }
         });
+        if self.config.webhooks.deliver {
+            tasks.spawn("webhook delivery", {
+                let hooks = self.webhooks.clone();
+                move |stop| delivery::run(hooks, stop)
+            });
+        }
         let store = self.store.clone();
         let grace = limits.shutdown_grace;
         let router = crate::api::router(self);

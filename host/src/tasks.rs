@@ -14,6 +14,11 @@ use tokio::{sync::watch, task::JoinHandle};
 pub struct Stop(watch::Receiver<bool>);
 
 impl Stop {
+    /// Whether the supervisor has asked its tasks to stop.
+    pub fn is_requested(&self) -> bool {
+        *self.0.borrow()
+    }
+
     /// Resolves once the supervisor asks its tasks to stop.
     pub async fn requested(&mut self) {
         while !*self.0.borrow_and_update() {

@@ -18,4 +18,5 @@ mod payin;
 mod pipeline;
 mod rules;
 mod validation;
+mod webhooks;
 mod wire;

@@ -260,3 +260,18 @@ impl From<crate::assess::AssessError> for ApiError {
         }
     }
 }
+
+impl From<crate::webhooks::WebhookError> for ApiError {
+    fn from(e: crate::webhooks::WebhookError) -> Self {
+        use crate::webhooks::WebhookError as E;
+        match e {
+            E::Invalid { field, message } => Self::validation(field, message),
+            E::NotFound => Self::NotFound("webhook endpoint"),
+            E::DeliveryNotFound => Self::NotFound("delivery"),
+            E::EventNotFound => Self::NotFound("event"),
+            E::TooMany => Self::validation("url", e.to_string()),
+            E::Store(s) => s.into(),
+            E::Secrets(s) => Self::Internal(s.into()),
+        }
+    }
+}

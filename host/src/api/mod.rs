@@ -19,6 +19,7 @@ pub mod server;
 pub mod signing_keys;
 pub mod simulation;
 mod state;
+pub mod webhooks;
 
 use axum::{
     Router,
@@ -79,6 +80,7 @@ pub fn router(app: App) -> Router {
         .merge(metrics::router())
         .merge(openapi::router())
         .merge(operator::router())
+        .merge(webhooks::router())
         .route_layer(axum::middleware::from_fn_with_state(
             BODY_LIMIT,
             extract::refuse_declared_oversize,

@@ -432,6 +432,96 @@ pub const OPERATIONS: &[Operation] = &[
         None,
         (200, "Html"),
     ),
+    op(
+        "POST",
+        "/api/v1/webhooks",
+        "webhooks",
+        "Create a webhook endpoint; the signing secret is in this answer only",
+        Some("webhooks:write"),
+        Some("WebhookRequest"),
+        (201, "WebhookCreated"),
+    ),
+    op(
+        "GET",
+        "/api/v1/webhooks",
+        "webhooks",
+        "List the tenant's webhook endpoints",
+        Some("webhooks:write"),
+        None,
+        (200, "WebhookList"),
+    ),
+    op(
+        "GET",
+        "/api/v1/webhooks/{id}",
+        "webhooks",
+        "Read a webhook endpoint",
+        Some("webhooks:write"),
+        None,
+        (200, "Webhook"),
+    ),
+    op(
+        "PATCH",
+        "/api/v1/webhooks/{id}",
+        "webhooks",
+        "Change a webhook endpoint's URL, events, description or is_active (true also clears a disable)",
+        Some("webhooks:write"),
+        Some("WebhookPatch"),
+        (200, "Webhook"),
+    ),
+    op(
+        "DELETE",
+        "/api/v1/webhooks/{id}",
+        "webhooks",
+        "Delete a webhook endpoint with its delivery log",
+        Some("webhooks:write"),
+        None,
+        (200, "Deleted"),
+    ),
+    op(
+        "POST",
+        "/api/v1/webhooks/{id}/rotate-secret",
+        "webhooks",
+        "Issue a new signing secret; the old one keeps signing beside it for overlap_seconds (default 86,400; 0 revokes it now)",
+        Some("webhooks:write"),
+        Some("WebhookRotate"),
+        (200, "WebhookCreated"),
+    ),
+    op(
+        "GET",
+        "/api/v1/webhooks/{id}/deliveries",
+        "webhooks",
+        "The endpoint's deliveries, newest first, each with its attempts",
+        Some("webhooks:write"),
+        None,
+        (200, "DeliveryPage"),
+    ),
+    op(
+        "POST",
+        "/api/v1/webhooks/{id}/deliveries/{delivery_id}/retry",
+        "webhooks",
+        "Send a delivery again now, whatever its state",
+        Some("webhooks:write"),
+        None,
+        (202, "Delivery"),
+    ),
+    op(
+        "POST",
+        "/api/v1/webhooks/{id}/recover",
+        "webhooks",
+        "Send the endpoint every event it subscribes to since a time again",
+        Some("webhooks:write"),
+        Some("WebhookRecover"),
+        (202, "WebhookRecovered"),
+    ),
+    op(
+        "GET",
+        "/api/v1/events",
+        "webhooks",
+        "The tenant's events in sequence order (kept 30 days), to catch up and prove none is missing",
+        Some("webhooks:write"),
+        None,
+        (200, "EventFeed"),
+    ),
 ];
 
 /// Component schemas, as JSON Schema (OpenAPI 3.1 dialect). Request
@@ -553,6 +643,30 @@ fn schemas() -> Vec<(&'static str, Value)> {
         "permissions": {"type": "array", "items": {"type": "string"}}, "key_prefix": {"type": "string"},
         "rate_limit_per_minute": {"type": ["integer", "null"]}, "rate_limit_per_day": {"type": ["integer", "null"]},
         "created_at": time, "last_used_at": nullable_time, "revoked_at": nullable_time, "is_active": {"type": "boolean"}}});
+    let webhook_events = crate::webhooks::EVENTS;
+    let webhook = json!({"type": "object", "required": ["id", "url", "description", "events", "is_active", "disabled_reason", "failure_streak", "failing_since", "secret_rotation", "created_at", "updated_at"], "properties": {
+        "id": {"type": "string", "pattern": "^wh_"}, "url": {"type": "string"}, "description": text,
+        "events": {"type": "array", "items": {"type": "string", "enum": webhook_events}},
+        "is_active": {"type": "boolean"}, "disabled_reason": text, "failure_streak": {"type": "integer", "minimum": 0},
+        "failing_since": nullable_time,
+        "secret_rotation": {"type": ["object", "null"], "required": ["previous_secret_valid_until"], "properties": {"previous_secret_valid_until": time}},
+        "created_at": time, "updated_at": time}});
+    let mut webhook_created = webhook.clone();
+    webhook_created["properties"]["secret"] = json!({"type": "string", "pattern": "^whsec_[A-Za-z0-9+/]{43}=$", "description": "shown once"});
+    webhook_created["required"] =
+        json!(["id", "url", "events", "is_active", "secret", "created_at"]);
+    let attempt = json!({"type": "object", "required": ["attempt", "at", "status_code", "duration_ms", "error", "response_body_head"], "properties": {
+        "attempt": {"type": "integer", "minimum": 1}, "at": time, "status_code": {"type": ["integer", "null"]},
+        "duration_ms": {"type": "integer", "minimum": 0}, "error": text, "response_body_head": text}});
+    let delivery = json!({"type": "object", "required": ["id", "webhook_id", "event_id", "event", "status", "attempts", "next_attempt_at", "last_attempt_at", "last_status_code", "last_error", "created_at"], "properties": {
+        "id": {"type": "string"}, "webhook_id": {"type": "string"}, "event_id": {"type": "string", "pattern": "^evt_"},
+        "event": {"type": "string"}, "status": {"type": "string", "enum": ["pending", "delivered", "failed"]},
+        "attempts": {"type": "integer", "minimum": 0}, "next_attempt_at": nullable_time, "last_attempt_at": nullable_time,
+        "last_status_code": {"type": ["integer", "null"]}, "last_error": text, "created_at": time,
+        "attempt_log": {"type": "array", "items": attempt}}});
+    let event_body = json!({"type": "object", "required": ["id", "event", "timestamp", "data", "sequence", "previous_id"], "properties": {
+        "id": {"type": "string", "pattern": "^evt_"}, "event": {"type": "string"}, "timestamp": time, "data": {"type": "object"},
+        "sequence": {"type": "integer", "minimum": 1}, "previous_id": text}});
     let entry = json!({"type": "object", "required": ["id", "tenant_id", "list_type", "value", "flow_scope", "severity", "reason", "source", "is_active", "expires_at", "created_at", "updated_at"], "properties": {
         "id": {"type": "string"}, "tenant_id": {"type": "string"}, "list_type": {"type": "string"}, "value": {"type": "string"},
         "flow_scope": {"type": "string", "enum": FLOW_SCOPES}, "severity": {"type": "string", "enum": SEVERITIES}, "reason": text,
@@ -828,6 +942,46 @@ fn schemas() -> Vec<(&'static str, Value)> {
             "OpenApiDocument",
             json!({"type": "object", "required": ["openapi", "info", "paths"]}),
         ),
+        (
+            "WebhookRequest",
+            json!({"type": "object", "required": ["url"], "additionalProperties": false, "properties": {
+            "url": {"type": "string", "description": "https, resolving to public addresses only"},
+            "events": {"type": "array", "items": {"type": "string", "enum": webhook_events}, "description": "empty or absent: every event"},
+            "is_active": {"type": "boolean", "default": true}, "description": {"type": ["string", "null"], "maxLength": 500}}}),
+        ),
+        (
+            "WebhookPatch",
+            json!({"type": "object", "additionalProperties": false, "properties": {
+            "url": {"type": "string"}, "events": {"type": "array", "items": {"type": "string", "enum": webhook_events}},
+            "is_active": {"type": "boolean"}, "description": {"type": ["string", "null"], "maxLength": 500}}}),
+        ),
+        (
+            "WebhookRotate",
+            json!({"type": "object", "additionalProperties": false, "properties": {"overlap_seconds": {"type": "integer", "minimum": 0, "maximum": 604_800}}}),
+        ),
+        ("Webhook", webhook.clone()),
+        ("WebhookCreated", webhook_created),
+        (
+            "WebhookList",
+            json!({"type": "object", "required": ["data"], "properties": {"data": {"type": "array", "items": webhook}}}),
+        ),
+        ("Delivery", delivery.clone()),
+        (
+            "DeliveryPage",
+            json!({"type": "object", "required": ["data", "limit", "offset"], "properties": {"data": {"type": "array", "items": delivery}, "limit": {"type": "integer"}, "offset": {"type": "integer"}}}),
+        ),
+        (
+            "WebhookRecover",
+            json!({"type": "object", "required": ["since"], "additionalProperties": false, "properties": {"since": time}}),
+        ),
+        (
+            "WebhookRecovered",
+            json!({"type": "object", "required": ["webhook_id", "since", "queued"], "properties": {"webhook_id": {"type": "string"}, "since": time, "queued": {"type": "integer"}}}),
+        ),
+        (
+            "EventFeed",
+            json!({"type": "object", "required": ["data", "has_more", "last_id"], "properties": {"data": {"type": "array", "items": event_body}, "has_more": {"type": "boolean"}, "last_id": text}}),
+        ),
         ("Text", json!({"type": "string"})),
     ]
 }
@@ -836,6 +990,7 @@ fn status_text(code: u16) -> &'static str {
     match code {
         200 => "OK",
         201 => "Created",
+        202 => "Accepted",
         400 => "Invalid request (`VALIDATION_ERROR`, `RULE_REJECTED`, …)",
         401 => "Missing or invalid API key",
         403 => "The key lacks the permission",
@@ -923,6 +1078,16 @@ fn query_parameters(o: &Operation) -> &'static [(&'static str, &'static str)] {
                 "on_duplicate",
                 "`report` (default: listed and skipped) or `fail` (409, nothing imported)",
             ),
+        ],
+        ("GET", "/api/v1/webhooks/{id}/deliveries") => &[
+            ("status", "`pending`, `delivered` or `failed`"),
+            ("limit", "1 to 200 (default 50)"),
+            ("offset", "deliveries to skip (default 0)"),
+        ],
+        ("GET", "/api/v1/events") => &[
+            ("after", "an event id: the events after it"),
+            ("type", "only this event"),
+            ("limit", "1 to 1000 (default 100)"),
         ],
         ("GET", "/api/v1/audit") => &[
             ("after", "a `seq`: entries after it"),

@@ -8,6 +8,7 @@ use axum::extract::FromRef;
 use super::{auth::AuthCache, ratelimit::RateLimits};
 use crate::{
     assess::Assessor, config::Config, registry::TenantRules, runtime::Runtime, store::Store,
+    webhooks::Webhooks,
 };
 
 /// Shared state of a running service.
@@ -22,6 +23,9 @@ pub struct App {
     pub(crate) rate_limits: Arc<RateLimits>,
     /// The assess use case, for every flow.
     pub assessor: Arc<Assessor>,
+    /// Webhook endpoints, the event feed (the worker runs under the
+    /// supervisor).
+    pub webhooks: Webhooks,
 }
 
 impl std::fmt::Debug for App {
@@ -45,5 +49,11 @@ impl FromRef<App> for Arc<AuthCache> {
 impl FromRef<App> for Arc<RateLimits> {
     fn from_ref(app: &App) -> Self {
         Arc::clone(&app.rate_limits)
+    }
+}
+
+impl FromRef<App> for Webhooks {
+    fn from_ref(app: &App) -> Self {
+        app.webhooks.clone()
     }
 }

@@ -604,6 +604,8 @@ impl Store {
             "idempotency_keys" => "idempotency_keys",
             "velocity_events" => "velocity_events",
             "audit_log" => "audit_log",
+            "webhook_deliveries" => "webhook_deliveries",
+            "webhook_endpoints" => "webhook_endpoints",
             other => return Err(StoreError::Corrupt(format!("unknown table `{other}`"))),
         };
         let row = sqlx::query(&format!(

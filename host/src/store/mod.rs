@@ -13,6 +13,7 @@ mod keys;
 mod plans;
 mod rules;
 mod tenants;
+mod webhooks;
 
 use std::{path::Path, str::FromStr, sync::Arc, time::Duration};
 
@@ -33,6 +34,9 @@ pub use rules::{
     Activation, ActivationChange, ActivationRecord, RuleVersionRecord, SigningKeyRecord,
 };
 pub use tenants::Tenant;
+pub use webhooks::{
+    Attempt, AttemptRecord, Claimed, Delivery, FeedEvent, QueueStats, WebhookEndpoint, WebhookPatch,
+};
 
 /// How often the SQLite WAL is checkpointed off the write path.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);

@@ -1,0 +1,964 @@
+//! Webhook endpoints, the event feed, and deliveries: numbering and
+//! fanning out the outbox (the dispatcher), claiming due deliveries (the
+//! worker; `FOR UPDATE SKIP LOCKED` on PostgreSQL so nodes share the
+//! work), and recording attempts. Always scoped by tenant where a tenant
+//! asks.
+use std::collections::{HashMap, HashSet};
+
+use sqlx::{Row, any::AnyRow};
+
+use super::{Backend, Store, StoreError, assessments::values};
+
+/// A stored endpoint; `secret` and `previous_secret` are sealed.
+#[derive(Debug, Clone)]
+pub struct WebhookEndpoint {
+    pub id: String,
+    pub tenant_id: String,
+    pub url: String,
+    pub description: Option<String>,
+    /// Subscribed event names; empty = every event.
+    pub events: Vec<String>,
+    pub is_active: bool,
+    pub secret: String,
+    pub previous_secret: Option<String>,
+    pub previous_secret_until: Option<i64>,
+    pub disabled_reason: Option<String>,
+    pub failure_streak: i64,
+    pub failing_since: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl WebhookEndpoint {
+    /// Whether the endpoint wants `event`.
+    pub fn wants(&self, event: &str) -> bool {
+        self.events.is_empty() || self.events.iter().any(|e| e == event)
+    }
+}
+
+/// Changes to an endpoint; `None` leaves a field alone.
+#[derive(Debug, Clone, Default)]
+pub struct WebhookPatch {
+    pub url: Option<String>,
+    pub description: Option<Option<String>>,
+    pub events: Option<Vec<String>>,
+    /// `Some(true)` also clears a disable reason and the failure streak.
+    pub is_active: Option<bool>,
+}
+
+/// A numbered event, as the feed and the deliveries carry it.
+#[derive(Debug, Clone)]
+pub struct FeedEvent {
+    pub id: String,
+    pub event: String,
+    /// The body without `sequence` and `previous_id`.
+    pub payload: String,
+    pub sequence: i64,
+    pub previous_id: Option<String>,
+    pub created_at: i64,
+}
+
+/// A delivery (one event to one endpoint) and its state.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub id: String,
+    pub tenant_id: String,
+    pub endpoint_id: String,
+    pub event_id: String,
+    pub event: String,
+    pub status: String,
+    pub attempts: i64,
+    pub next_attempt_at: Option<i64>,
+    pub last_attempt_at: Option<i64>,
+    pub last_status: Option<i64>,
+    pub last_error: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// One logged attempt.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub delivery_id: String,
+    pub attempt: i64,
+    pub at_ms: i64,
+    pub status_code: Option<i64>,
+    pub duration_ms: i64,
+    pub error: Option<String>,
+    pub response_head: Option<String>,
+}
+
+/// A delivery the worker claimed, with what it needs to send it.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub delivery_id: String,
+    pub tenant_id: String,
+    pub endpoint_id: String,
+    /// Attempts made before this one.
+    pub attempts: i64,
+    pub event: FeedEvent,
+    pub endpoint: WebhookEndpoint,
+}
+
+/// What became of an attempt, for [`Store::record_attempts`].
+#[derive(Debug, Clone)]
+pub struct AttemptRecord {
+    pub attempt: Attempt,
+    pub endpoint_id: String,
+    /// `pending` (retry at `next_attempt_at`), `delivered` or `failed`.
+    pub status: &'static str,
+    pub next_attempt_at: Option<i64>,
+    /// The attempt succeeded (resets the endpoint's failure streak).
+    pub succeeded: bool,
+    /// Disable the endpoint with this reason (a 410).
+    pub disable: Option<String>,
+}
+
+/// Deliveries waiting, for the metrics.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct QueueStats {
+    /// Pending deliveries plus events not yet dispatched.
+    pub depth: i64,
+    /// Creation time of the oldest of them.
+    pub oldest_at: Option<i64>,
+}
+
+const ENDPOINT_COLUMNS: &str = "id, tenant_id, url, description, events, is_active, secret, \
+    previous_secret, previous_secret_until, disabled_reason, failure_streak, failing_since, \
+    created_at, updated_at";
+
+const DELIVERY_COLUMNS: &str = "id, tenant_id, endpoint_id, event_id, event, status, attempts, \
+    next_attempt_at, last_attempt_at, last_status, last_error, created_at, updated_at";
+
+fn endpoint_from_row(r: &AnyRow) -> Result<WebhookEndpoint, StoreError> {
+    let events: String = r.try_get("events")?;
+    Ok(WebhookEndpoint {
+        id: r.try_get("id")?,
+        tenant_id: r.try_get("tenant_id")?,
+        url: r.try_get("url")?,
+        description: r.try_get("description")?,
+        events: serde_json::from_str(&events)
+            .map_err(|e| StoreError::Corrupt(format!("webhook events: {e}")))?,
+        is_active: r.try_get::<i64, _>("is_active")? != 0,
+        secret: r.try_get("secret")?,
+        previous_secret: r.try_get("previous_secret")?,
+        previous_secret_until: r.try_get("previous_secret_until")?,
+        disabled_reason: r.try_get("disabled_reason")?,
+        failure_streak: r.try_get("failure_streak")?,
+        failing_since: r.try_get("failing_since")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
+
+fn delivery_from_row(r: &AnyRow) -> Result<Delivery, StoreError> {
+    Ok(Delivery {
+        id: r.try_get("id")?,
+        tenant_id: r.try_get("tenant_id")?,
+        endpoint_id: r.try_get("endpoint_id")?,
+        event_id: r.try_get("event_id")?,
+        event: r.try_get("event")?,
+        status: r.try_get("status")?,
+        attempts: r.try_get("attempts")?,
+        next_attempt_at: r.try_get("next_attempt_at")?,
+        last_attempt_at: r.try_get("last_attempt_at")?,
+        last_status: r.try_get("last_status")?,
+        last_error: r.try_get("last_error")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
+
+fn feed_from_row(r: &AnyRow) -> Result<FeedEvent, StoreError> {
+    Ok(FeedEvent {
+        id: r.try_get("id")?,
+        event: r.try_get("event")?,
+        payload: r.try_get("payload")?,
+        sequence: r.try_get("sequence")?,
+        previous_id: r.try_get("previous_id")?,
+        created_at: r.try_get("created_at")?,
+    })
+}
+
+fn events_json(events: &[String]) -> String {
+    serde_json::Value::from(events.to_vec()).to_string()
+}
+
+/// `$from, …` for `n` parameters numbered from `from`.
+fn params(from: usize, n: usize) -> String {
+    (from..from + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Rows per multi-row delivery insert.
+const INSERT_ROWS: usize = 200;
+
+impl Store {
+    pub async fn insert_webhook_endpoint(&self, e: &WebhookEndpoint) -> Result<(), StoreError> {
+        sqlx::query(&format!(
+            "INSERT INTO webhook_endpoints ({ENDPOINT_COLUMNS}) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+        ))
+        .bind(&e.id)
+        .bind(&e.tenant_id)
+        .bind(&e.url)
+        .bind(&e.description)
+        .bind(events_json(&e.events))
+        .bind(i64::from(e.is_active))
+        .bind(&e.secret)
+        .bind(&e.previous_secret)
+        .bind(e.previous_secret_until)
+        .bind(&e.disabled_reason)
+        .bind(e.failure_streak)
+        .bind(e.failing_since)
+        .bind(e.created_at)
+        .bind(e.updated_at)
+        .execute(&self.writer)
+        .await
+        .map_err(StoreError::from_write)?;
+        Ok(())
+    }
+
+    /// The tenant's endpoints, oldest first.
+    pub async fn webhook_endpoints(
+        &self,
+        tenant_id: &str,
+    ) -> Result<Vec<WebhookEndpoint>, StoreError> {
+        sqlx::query(&format!(
+            "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE tenant_id = $1 \
+             ORDER BY created_at, id"
+        ))
+        .bind(tenant_id)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(endpoint_from_row)
+        .collect()
+    }
+
+    pub async fn webhook_endpoint(
+        &self,
+        tenant_id: &str,
+        id: &str,
+    ) -> Result<Option<WebhookEndpoint>, StoreError> {
+        sqlx::query(&format!(
+            "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE tenant_id = $1 AND id = $2"
+        ))
+        .bind(tenant_id)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(endpoint_from_row)
+        .transpose()
+    }
+
+    /// Applies `patch`; the endpoint after it, `None` when the tenant has
+    /// no such endpoint.
+    pub async fn update_webhook_endpoint(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        patch: &WebhookPatch,
+        now: i64,
+    ) -> Result<Option<WebhookEndpoint>, StoreError> {
+        let mut sets = vec!["updated_at = $3".to_owned()];
+        let mut n = 3;
+        let mut set = |sets: &mut Vec<String>, col: &str| {
+            n += 1;
+            sets.push(format!("{col} = ${n}"));
+        };
+        if patch.url.is_some() {
+            set(&mut sets, "url");
+        }
+        if patch.description.is_some() {
+            set(&mut sets, "description");
+        }
+        if patch.events.is_some() {
+            set(&mut sets, "events");
+        }
+        if patch.is_active.is_some() {
+            set(&mut sets, "is_active");
+        }
+        if patch.is_active == Some(true) {
+            sets.push(
+                "disabled_reason = NULL, failure_streak = 0, failing_since = NULL".to_owned(),
+            );
+        }
+        let sql = format!(
+            "UPDATE webhook_endpoints SET {} WHERE tenant_id = $1 AND id = $2",
+            sets.join(", ")
+        );
+        let mut q = sqlx::query(&sql).bind(tenant_id).bind(id).bind(now);
+        if let Some(url) = &patch.url {
+            q = q.bind(url);
+        }
+        if let Some(d) = &patch.description {
+            q = q.bind(d);
+        }
+        if let Some(events) = &patch.events {
+            q = q.bind(events_json(events));
+        }
+        if let Some(active) = patch.is_active {
+            q = q.bind(i64::from(active));
+        }
+        let done = q.execute(&self.writer).await?;
+        if done.rows_affected() == 0 {
+            return Ok(None);
+        }
+        self.webhook_endpoint_fresh(tenant_id, id).await
+    }
+
+    /// Reads an endpoint through the writer (right after a write).
+    async fn webhook_endpoint_fresh(
+        &self,
+        tenant_id: &str,
+        id: &str,
+    ) -> Result<Option<WebhookEndpoint>, StoreError> {
+        sqlx::query(&format!(
+            "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE tenant_id = $1 AND id = $2"
+        ))
+        .bind(tenant_id)
+        .bind(id)
+        .fetch_optional(&self.writer)
+        .await?
+        .as_ref()
+        .map(endpoint_from_row)
+        .transpose()
+    }
+
+    /// Replaces the signing secret; the old one stays valid until
+    /// `previous_until` (or not at all, with `None`).
+    pub async fn rotate_webhook_secret(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        sealed: &str,
+        previous_sealed: Option<&str>,
+        previous_until: Option<i64>,
+        now: i64,
+    ) -> Result<Option<WebhookEndpoint>, StoreError> {
+        let done = sqlx::query(
+            "UPDATE webhook_endpoints SET secret = $3, previous_secret = $4, \
+             previous_secret_until = $5, updated_at = $6 WHERE tenant_id = $1 AND id = $2",
+        )
+        .bind(tenant_id)
+        .bind(id)
+        .bind(sealed)
+        .bind(previous_sealed)
+        .bind(previous_until)
+        .bind(now)
+        .execute(&self.writer)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Ok(None);
+        }
+        self.webhook_endpoint_fresh(tenant_id, id).await
+    }
+
+    /// Deletes an endpoint with its deliveries and their attempts; whether
+    /// the tenant had it.
+    pub async fn delete_webhook_endpoint(
+        &self,
+        tenant_id: &str,
+        id: &str,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        sqlx::query(
+            "DELETE FROM webhook_attempts WHERE tenant_id = $1 AND delivery_id IN \
+             (SELECT id FROM webhook_deliveries WHERE tenant_id = $1 AND endpoint_id = $2)",
+        )
+        .bind(tenant_id)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM webhook_deliveries WHERE tenant_id = $1 AND endpoint_id = $2")
+            .bind(tenant_id)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        let done = sqlx::query("DELETE FROM webhook_endpoints WHERE tenant_id = $1 AND id = $2")
+            .bind(tenant_id)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Numbers up to `limit` undispatched outbox events, per tenant in
+    /// order of creation, and creates a delivery for each active endpoint
+    /// subscribed to each, in one transaction. On PostgreSQL the events are
+    /// claimed with `SKIP LOCKED` and each tenant's counter row is locked,
+    /// so nodes dispatching at once never share a number. Returns how
+    /// many events it numbered.
+    pub async fn dispatch_events(&self, limit: i64, now: i64) -> Result<usize, StoreError> {
+        let pg = self.backend == Backend::Postgres;
+        let mut tx = self.writer.begin().await?;
+        let rows = sqlx::query(if pg {
+            "SELECT id, tenant_id, event FROM outbox WHERE delivered_at IS NULL \
+             ORDER BY created_at, id LIMIT $1 FOR UPDATE SKIP LOCKED"
+        } else {
+            "SELECT id, tenant_id, event FROM outbox WHERE delivered_at IS NULL \
+             ORDER BY created_at, id LIMIT $1"
+        })
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let mut by_tenant: Vec<(String, Vec<(String, String)>)> = Vec::new();
+        for r in &rows {
+            let tenant: String = r.try_get("tenant_id")?;
+            let pair = (r.try_get("id")?, r.try_get("event")?);
+            match by_tenant.iter_mut().find(|(t, _)| *t == tenant) {
+                Some((_, events)) => events.push(pair),
+                None => by_tenant.push((tenant, vec![pair])),
+            }
+        }
+        // Tenants in one order, so nodes lock counter rows alike.
+        by_tenant.sort_by(|a, b| a.0.cmp(&b.0));
+        for (tenant, events) in &by_tenant {
+            sqlx::query(
+                "INSERT INTO event_sequences (tenant_id, last_sequence, last_id) \
+                 VALUES ($1, 0, '') ON CONFLICT (tenant_id) DO NOTHING",
+            )
+            .bind(tenant)
+            .execute(&mut *tx)
+            .await?;
+            let row = sqlx::query(if pg {
+                "SELECT last_sequence, last_id FROM event_sequences WHERE tenant_id = $1 FOR UPDATE"
+            } else {
+                "SELECT last_sequence, last_id FROM event_sequences WHERE tenant_id = $1"
+            })
+            .bind(tenant)
+            .fetch_one(&mut *tx)
+            .await?;
+            let mut sequence: i64 = row.try_get("last_sequence")?;
+            let mut previous: String = row.try_get("last_id")?;
+            for (id, _) in events {
+                sequence += 1;
+                sqlx::query(
+                    "UPDATE outbox SET sequence = $1, previous_id = $2, delivered_at = $3 \
+                     WHERE id = $4",
+                )
+                .bind(sequence)
+                .bind((!previous.is_empty()).then_some(previous.as_str()))
+                .bind(now)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+                previous.clone_from(id);
+            }
+            sqlx::query(
+                "UPDATE event_sequences SET last_sequence = $2, last_id = $3 WHERE tenant_id = $1",
+            )
+            .bind(tenant)
+            .bind(sequence)
+            .bind(&previous)
+            .execute(&mut *tx)
+            .await?;
+            let endpoints: Vec<WebhookEndpoint> = sqlx::query(&format!(
+                "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints \
+                 WHERE tenant_id = $1 AND is_active = 1"
+            ))
+            .bind(tenant)
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(endpoint_from_row)
+            .collect::<Result<_, _>>()?;
+            let mut fan_out = Vec::new();
+            for (id, event) in events {
+                for e in endpoints.iter().filter(|e| e.wants(event)) {
+                    fan_out.push((e.id.as_str(), id.as_str(), event.as_str()));
+                }
+            }
+            insert_deliveries(&mut tx, tenant, &fan_out, now).await?;
+        }
+        tx.commit().await?;
+        Ok(rows.len())
+    }
+
+    /// Claims up to `limit` due deliveries of active endpoints, except
+    /// those of `busy` endpoints, leasing each until `lease_until` (a node
+    /// that dies mid-attempt leaves it due again then).
+    pub async fn claim_deliveries(
+        &self,
+        now: i64,
+        lease_until: i64,
+        limit: i64,
+        busy: &[String],
+    ) -> Result<Vec<Claimed>, StoreError> {
+        let pg = self.backend == Backend::Postgres;
+        let exclude = if busy.is_empty() {
+            String::new()
+        } else {
+            format!(" AND d.endpoint_id NOT IN ({})", params(5, busy.len()))
+        };
+        let sql = format!(
+            "UPDATE webhook_deliveries SET next_attempt_at = $1, updated_at = $2 WHERE id IN \
+             (SELECT d.id FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id \
+              WHERE d.status = 'pending' AND d.next_attempt_at <= $3 AND e.is_active = 1{exclude} \
+              ORDER BY d.next_attempt_at LIMIT $4{}) \
+             RETURNING id, tenant_id, endpoint_id, event_id, attempts",
+            if pg {
+                " FOR UPDATE OF d SKIP LOCKED"
+            } else {
+                ""
+            }
+        );
+        let mut q = sqlx::query(&sql)
+            .bind(lease_until)
+            .bind(now)
+            .bind(now)
+            .bind(limit);
+        for b in busy {
+            q = q.bind(b);
+        }
+        let claimed = q.fetch_all(&self.writer).await?;
+        if claimed.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut event_ids = HashSet::new();
+        let mut endpoint_ids = HashSet::new();
+        for r in &claimed {
+            event_ids.insert(r.try_get::<String, _>("event_id")?);
+            endpoint_ids.insert(r.try_get::<String, _>("endpoint_id")?);
+        }
+        let events = self.events_by_id(&event_ids).await?;
+        let endpoints = self.endpoints_by_id(&endpoint_ids).await?;
+        let mut out = Vec::with_capacity(claimed.len());
+        for r in &claimed {
+            let event_id: String = r.try_get("event_id")?;
+            let endpoint_id: String = r.try_get("endpoint_id")?;
+            let (Some(event), Some(endpoint)) =
+                (events.get(&event_id), endpoints.get(&endpoint_id))
+            else {
+                // Pruned or deleted meanwhile: nothing to send.
+                continue;
+            };
+            out.push(Claimed {
+                delivery_id: r.try_get("id")?,
+                tenant_id: r.try_get("tenant_id")?,
+                endpoint_id,
+                attempts: r.try_get("attempts")?,
+                event: event.clone(),
+                endpoint: endpoint.clone(),
+            });
+        }
+        Ok(out)
+    }
+
+    async fn events_by_id(
+        &self,
+        ids: &HashSet<String>,
+    ) -> Result<HashMap<String, FeedEvent>, StoreError> {
+        let ids: Vec<&String> = ids.iter().collect();
+        let mut out = HashMap::new();
+        for chunk in ids.chunks(500) {
+            let sql = format!(
+                "SELECT id, event, payload, sequence, previous_id, created_at FROM outbox \
+                 WHERE id IN ({})",
+                params(1, chunk.len())
+            );
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(id.as_str());
+            }
+            for r in q.fetch_all(&self.writer).await? {
+                let e = feed_from_row(&r)?;
+                out.insert(e.id.clone(), e);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn endpoints_by_id(
+        &self,
+        ids: &HashSet<String>,
+    ) -> Result<HashMap<String, WebhookEndpoint>, StoreError> {
+        let ids: Vec<&String> = ids.iter().collect();
+        let sql = format!(
+            "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE id IN ({})",
+            params(1, ids.len())
+        );
+        let mut q = sqlx::query(&sql);
+        for id in &ids {
+            q = q.bind(id.as_str());
+        }
+        let mut out = HashMap::new();
+        for r in q.fetch_all(&self.writer).await? {
+            let e = endpoint_from_row(&r)?;
+            out.insert(e.id.clone(), e);
+        }
+        Ok(out)
+    }
+
+    /// Records attempts and their consequences in one transaction: the
+    /// attempt log, each delivery's new state, each endpoint's failure
+    /// streak; endpoints failing since before `disable_failing_before`
+    /// are disabled with a reason.
+    pub async fn record_attempts(
+        &self,
+        records: &[AttemptRecord],
+        now: i64,
+        disable_failing_before: i64,
+    ) -> Result<(), StoreError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        // Endpoints in one order, so two nodes' batches never deadlock.
+        let mut sorted: Vec<&AttemptRecord> = records.iter().collect();
+        sorted.sort_by(|a, b| a.endpoint_id.cmp(&b.endpoint_id));
+        let mut tx = self.writer.begin().await?;
+        for rec in sorted {
+            let a = &rec.attempt;
+            sqlx::query(
+                "INSERT INTO webhook_attempts (delivery_id, attempt, tenant_id, at_ms, status_code, \
+                 duration_ms, error, response_head) \
+                 SELECT $1, $2, tenant_id, $3, $4, $5, $6, $7 FROM webhook_deliveries WHERE id = $1 \
+                 ON CONFLICT (delivery_id, attempt) DO NOTHING",
+            )
+            .bind(&a.delivery_id)
+            .bind(a.attempt)
+            .bind(a.at_ms)
+            .bind(a.status_code)
+            .bind(a.duration_ms)
+            .bind(&a.error)
+            .bind(&a.response_head)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "UPDATE webhook_deliveries SET status = $2, attempts = $3, next_attempt_at = $4, \
+                 last_attempt_at = $5, last_status = $6, last_error = $7, updated_at = $8 \
+                 WHERE id = $1",
+            )
+            .bind(&a.delivery_id)
+            .bind(rec.status)
+            .bind(a.attempt)
+            .bind(rec.next_attempt_at)
+            .bind(a.at_ms)
+            .bind(a.status_code)
+            .bind(&a.error)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            if rec.succeeded {
+                sqlx::query(
+                    "UPDATE webhook_endpoints SET failure_streak = 0, failing_since = NULL \
+                     WHERE id = $1 AND failure_streak <> 0",
+                )
+                .bind(&rec.endpoint_id)
+                .execute(&mut *tx)
+                .await?;
+            } else {
+                sqlx::query(
+                    "UPDATE webhook_endpoints SET failure_streak = failure_streak + 1, \
+                     failing_since = COALESCE(failing_since, $2) WHERE id = $1",
+                )
+                .bind(&rec.endpoint_id)
+                .bind(a.at_ms)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "UPDATE webhook_endpoints SET is_active = 0, updated_at = $3, \
+                     disabled_reason = 'failing without a success since ' || CAST(failing_since AS TEXT) \
+                     || ' (epoch ms), over the limit of consecutive failing days' \
+                     WHERE id = $1 AND is_active = 1 AND failing_since < $2",
+                )
+                .bind(&rec.endpoint_id)
+                .bind(disable_failing_before)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
+            if let Some(reason) = &rec.disable {
+                sqlx::query(
+                    "UPDATE webhook_endpoints SET is_active = 0, disabled_reason = $2, \
+                     updated_at = $3 WHERE id = $1",
+                )
+                .bind(&rec.endpoint_id)
+                .bind(reason)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A page of an endpoint's deliveries, newest first, each with its
+    /// attempts (oldest first).
+    pub async fn webhook_deliveries(
+        &self,
+        tenant_id: &str,
+        endpoint_id: &str,
+        status: Option<&str>,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Vec<(Delivery, Vec<Attempt>)>, StoreError> {
+        let sql = format!(
+            "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries \
+             WHERE tenant_id = $1 AND endpoint_id = $2{} \
+             ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4",
+            if status.is_some() {
+                " AND status = $5"
+            } else {
+                ""
+            }
+        );
+        let mut q = sqlx::query(&sql)
+            .bind(tenant_id)
+            .bind(endpoint_id)
+            .bind(limit)
+            .bind(offset);
+        if let Some(s) = status {
+            q = q.bind(s);
+        }
+        let deliveries: Vec<Delivery> = q
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(delivery_from_row)
+            .collect::<Result<_, _>>()?;
+        if deliveries.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT delivery_id, attempt, at_ms, status_code, duration_ms, error, response_head \
+             FROM webhook_attempts WHERE tenant_id = $1 AND delivery_id IN ({}) \
+             ORDER BY delivery_id, attempt",
+            params(2, deliveries.len())
+        );
+        let mut q = sqlx::query(&sql).bind(tenant_id);
+        for d in &deliveries {
+            q = q.bind(&d.id);
+        }
+        let mut attempts: HashMap<String, Vec<Attempt>> = HashMap::new();
+        for r in q.fetch_all(&self.pool).await? {
+            let a = Attempt {
+                delivery_id: r.try_get("delivery_id")?,
+                attempt: r.try_get("attempt")?,
+                at_ms: r.try_get("at_ms")?,
+                status_code: r.try_get("status_code")?,
+                duration_ms: r.try_get("duration_ms")?,
+                error: r.try_get("error")?,
+                response_head: r.try_get("response_head")?,
+            };
+            attempts.entry(a.delivery_id.clone()).or_default().push(a);
+        }
+        Ok(deliveries
+            .into_iter()
+            .map(|d| {
+                let a = attempts.remove(&d.id).unwrap_or_default();
+                (d, a)
+            })
+            .collect())
+    }
+
+    /// Makes one delivery due now again (whatever its state); the
+    /// delivery after it, `None` when the tenant's endpoint has no such
+    /// delivery.
+    pub async fn retry_delivery(
+        &self,
+        tenant_id: &str,
+        endpoint_id: &str,
+        delivery_id: &str,
+        now: i64,
+    ) -> Result<Option<Delivery>, StoreError> {
+        let row = sqlx::query(&format!(
+            "UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = $4, \
+             updated_at = $4 WHERE tenant_id = $1 AND endpoint_id = $2 AND id = $3 \
+             RETURNING {DELIVERY_COLUMNS}"
+        ))
+        .bind(tenant_id)
+        .bind(endpoint_id)
+        .bind(delivery_id)
+        .bind(now)
+        .fetch_optional(&self.writer)
+        .await?;
+        row.as_ref().map(delivery_from_row).transpose()
+    }
+
+    /// Queues every numbered event of the tenant since `since` that the
+    /// endpoint subscribes to, due now: new deliveries for events it never
+    /// had, and delivered or failed ones again. Returns how many.
+    pub async fn recover_deliveries(
+        &self,
+        endpoint: &WebhookEndpoint,
+        since: i64,
+        now: i64,
+    ) -> Result<usize, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let rows = sqlx::query(
+            "SELECT id, event FROM outbox WHERE tenant_id = $1 AND created_at >= $2 \
+             AND sequence IS NOT NULL ORDER BY sequence",
+        )
+        .bind(&endpoint.tenant_id)
+        .bind(since)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut wanted = Vec::new();
+        for r in &rows {
+            let id: String = r.try_get("id")?;
+            let event: String = r.try_get("event")?;
+            if endpoint.wants(&event) {
+                wanted.push((id, event));
+            }
+        }
+        for chunk in wanted.chunks(500) {
+            let sql = format!(
+                "UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = $2, \
+                 updated_at = $2 WHERE endpoint_id = $1 AND event_id IN ({})",
+                params(3, chunk.len())
+            );
+            let mut q = sqlx::query(&sql).bind(&endpoint.id).bind(now);
+            for (id, _) in chunk {
+                q = q.bind(id);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        let fan_out: Vec<(&str, &str, &str)> = wanted
+            .iter()
+            .map(|(id, event)| (endpoint.id.as_str(), id.as_str(), event.as_str()))
+            .collect();
+        insert_deliveries(&mut tx, &endpoint.tenant_id, &fan_out, now).await?;
+        tx.commit().await?;
+        Ok(wanted.len())
+    }
+
+    /// The tenant's numbered events after `after_sequence`, in order, of
+    /// `event` when given.
+    pub async fn event_feed(
+        &self,
+        tenant_id: &str,
+        after_sequence: i64,
+        event: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<FeedEvent>, StoreError> {
+        let sql = format!(
+            "SELECT id, event, payload, sequence, previous_id, created_at FROM outbox \
+             WHERE tenant_id = $1 AND sequence > $2{} ORDER BY sequence LIMIT $3",
+            if event.is_some() {
+                " AND event = $4"
+            } else {
+                ""
+            }
+        );
+        let mut q = sqlx::query(&sql)
+            .bind(tenant_id)
+            .bind(after_sequence)
+            .bind(limit);
+        if let Some(e) = event {
+            q = q.bind(e);
+        }
+        q.fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(feed_from_row)
+            .collect()
+    }
+
+    /// The sequence number of the tenant's event `id`, if numbered.
+    pub async fn event_sequence(
+        &self,
+        tenant_id: &str,
+        id: &str,
+    ) -> Result<Option<i64>, StoreError> {
+        let row = sqlx::query("SELECT sequence FROM outbox WHERE tenant_id = $1 AND id = $2")
+            .bind(tenant_id)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row
+            .map(|r| r.try_get::<Option<i64>, _>("sequence"))
+            .transpose()?
+            .flatten())
+    }
+
+    /// Deletes events created before `before` that were dispatched, with
+    /// their deliveries and attempts. Returns how many events.
+    pub async fn prune_events(&self, before: i64) -> Result<u64, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        sqlx::query(
+            "DELETE FROM webhook_attempts WHERE delivery_id IN \
+             (SELECT id FROM webhook_deliveries WHERE created_at < $1)",
+        )
+        .bind(before)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM webhook_deliveries WHERE created_at < $1")
+            .bind(before)
+            .execute(&mut *tx)
+            .await?;
+        let done =
+            sqlx::query("DELETE FROM outbox WHERE created_at < $1 AND delivered_at IS NOT NULL")
+                .bind(before)
+                .execute(&mut *tx)
+                .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected())
+    }
+
+    /// What is waiting to be delivered.
+    pub async fn webhook_queue_stats(&self) -> Result<QueueStats, StoreError> {
+        let row = sqlx::query(
+            "SELECT CAST(COUNT(*) AS BIGINT) AS n, MIN(created_at) AS oldest FROM \
+             (SELECT created_at FROM webhook_deliveries WHERE status = 'pending' \
+              UNION ALL SELECT created_at FROM outbox WHERE delivered_at IS NULL) AS waiting",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(QueueStats {
+            depth: row.try_get("n")?,
+            oldest_at: row.try_get("oldest")?,
+        })
+    }
+
+    /// (endpoint id, failure streak) of every endpoint failing now.
+    pub async fn webhook_failure_streaks(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        sqlx::query("SELECT id, failure_streak FROM webhook_endpoints WHERE failure_streak > 0")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get("id")?, r.try_get("failure_streak")?)))
+            .collect()
+    }
+}
+
+/// Inserts a pending delivery, due at `now`, per (endpoint, event id,
+/// event name); an existing (endpoint, event) pair is left alone.
+async fn insert_deliveries(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    tenant_id: &str,
+    fan_out: &[(&str, &str, &str)],
+    now: i64,
+) -> Result<(), StoreError> {
+    for chunk in fan_out.chunks(INSERT_ROWS) {
+        let sql = format!(
+            "INSERT INTO webhook_deliveries (id, tenant_id, endpoint_id, event_id, event, status, \
+             attempts, next_attempt_at, created_at, updated_at) VALUES {} \
+             ON CONFLICT (endpoint_id, event_id) DO NOTHING",
+            values(chunk.len(), 5, ", 'pending', 0, $0, $0, $0")
+        );
+        // `values` numbers from 1; the shared time goes last.
+        let last = chunk.len() * 5 + 1;
+        let sql = sql.replace("$0", &format!("${last}"));
+        let mut q = sqlx::query(&sql);
+        for (endpoint_id, event_id, event) in chunk {
+            q = q
+                .bind(crate::domain::ids::object_id("whd"))
+                .bind(tenant_id)
+                .bind(*endpoint_id)
+                .bind(*event_id)
+                .bind(*event);
+        }
+        q.bind(now).execute(&mut **tx).await?;
+    }
+    Ok(())
+}

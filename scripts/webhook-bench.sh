@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Webhook delivery benchmark on loopback (figures, not pass/fail; not in CI).
+# For SQLite and PostgreSQL:
+#   1. deliveries/s: assessments pile up events with delivery off, then a
+#      node with delivery on sends them all to a local receiver
+#      (host/examples/webhook_sink.rs), timed from its first to its last;
+#   2. assess p99 at 500 assess/s with no endpoint, with an endpoint
+#      subscribed to every event, and with that only endpoint hanging.
+#
+# Usage: scripts/webhook-bench.sh [seconds-per-run]   (default 15)
+# Environment: LOAD_BACKENDS="sqlite postgres", ADUANA_BIN, LOADGEN, SINK
+# (binaries to use; default: build them).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECS="${1:-15}"
+scripts/setup.sh
+scripts/services.sh
+if [ -z "${ADUANA_BIN:-}" ] || [ -z "${LOADGEN:-}" ] || [ -z "${SINK:-}" ]; then
+  cargo build --locked --release -p aduana-host --bin aduana --example loadgen --example webhook_sink
+fi
+BIN="${ADUANA_BIN:-target/release/aduana}"
+LOADGEN="${LOADGEN:-target/release/examples/loadgen}"
+SINK="${SINK:-target/release/examples/webhook_sink}"
+PORT=18089 OK_PORT=18090 HANG_PORT=18091
+PG_ADMIN="${ADUANA_TEST_PG_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+export ADUANA_WEBHOOK_ALLOW_PRIVATE=1 ADUANA_LOG=warn
+
+wait_ready() {
+  for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/api/v1/health/ready" >/dev/null && return; sleep 0.1; done
+  echo "server did not start" >&2; exit 1
+}
+
+hook() { # method path [json]
+  curl -sf -X "$1" "http://127.0.0.1:$PORT$2" -H "Authorization: Bearer $key" \
+    -H 'content-type: application/json' ${3:+-d "$3"}
+}
+
+count_events() {
+  if [ -n "$db_url" ]; then psql "$db_url" -tAc "SELECT COUNT(*) FROM outbox"
+  else python3 -c 'import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute("SELECT COUNT(*) FROM outbox").fetchone()[0])' "$ADUANA_DATA_DIR/aduana.db"; fi
+}
+
+run_backend() {
+  local backend="$1" dir db_name=""
+  dir="$(mktemp -d)"; db_url=""
+  if [ "$backend" = postgres ]; then
+    db_name="aduana_whbench_$$"
+    psql "$PG_ADMIN" -qc "DROP DATABASE IF EXISTS $db_name" -c "CREATE DATABASE $db_name"
+    db_url="${PG_ADMIN%/*}/$db_name"
+  fi
+  export ADUANA_DATA_DIR="$dir/data" DATABASE_URL="$db_url" ADUANA_LISTEN="127.0.0.1:$PORT"
+  created="$($BIN tenant create --name "Webhooks $backend" --type banco --rate-limit-per-minute unlimited --json)"
+  key="$(python3 -c 'import json,sys; print(json.load(sys.stdin)["api_key"])' <<<"$created")"
+
+  # 1. Deliveries/s.
+  ADUANA_WEBHOOK_DELIVERY=off $BIN serve & local pid=$!
+  wait_ready
+  hook POST /api/v1/webhooks "{\"url\": \"http://127.0.0.1:$OK_PORT/hook\"}" >/dev/null
+  $LOADGEN --url "http://127.0.0.1:$PORT" --key "$key" --seconds 10 --concurrency 32 --label "$backend events (delivery off)"
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+  local n; n="$(count_events)"
+  $SINK --listen "127.0.0.1:$OK_PORT" --expect "$n" & local sink=$!
+  $BIN serve & pid=$!
+  wait "$sink"
+  echo "$backend: $n events delivered (see the rate above)"
+
+  # 2. Assess p99 at 500/s: the endpoint hangs, none, every event, none.
+  local id; id="$(hook GET /api/v1/webhooks | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"][0]["id"])')"
+  $SINK --listen "127.0.0.1:$OK_PORT" & local ok=$!
+  $SINK --listen "127.0.0.1:$HANG_PORT" --mode hang & local hang=$!
+  sleep 0.3
+  for mode in none every hang none every hang; do
+    case "$mode" in
+      none) hook PATCH "/api/v1/webhooks/$id" '{"is_active": false}' >/dev/null ;;
+      every) hook PATCH "/api/v1/webhooks/$id" "{\"is_active\": true, \"url\": \"http://127.0.0.1:$OK_PORT/hook\"}" >/dev/null ;;
+      hang) hook PATCH "/api/v1/webhooks/$id" "{\"is_active\": true, \"url\": \"http://127.0.0.1:$HANG_PORT/hook\"}" >/dev/null ;;
+    esac
+    $LOADGEN --url "http://127.0.0.1:$PORT" --key "$key" --seconds "$SECS" --rate 500 --concurrency 16 --label "$backend at 500/s, endpoint: $mode"
+  done
+  kill "$pid" "$ok" "$hang" 2>/dev/null; wait "$pid" 2>/dev/null || true
+  if [ -n "$db_name" ]; then psql "$PG_ADMIN" -qc "DROP DATABASE IF EXISTS $db_name WITH (FORCE)"; fi
+  rm -rf "$dir"
+}
+
+echo "machine: $(nproc) cores; $SECS s per run"
+for backend in ${LOAD_BACKENDS:-sqlite postgres}; do run_backend "$backend"; done
