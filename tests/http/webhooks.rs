@@ -314,10 +314,23 @@ async fn webhooks_deliver_signed_numbered_events(db: Db) {
     assert_eq!(s, 404, "{v}");
     // The delivery log.
     let id = hook["id"].as_str().unwrap();
-    let (s, log) = t
-        .get(&format!("/api/v1/webhooks/{id}/deliveries"), &a.key)
-        .await;
-    assert_eq!(s, 200, "{log}");
+    // Outcomes are recorded in batches, a moment after the receipt.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let log = loop {
+        let (s, log) = t
+            .get(&format!("/api/v1/webhooks/{id}/deliveries"), &a.key)
+            .await;
+        assert_eq!(s, 200, "{log}");
+        let done = log["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|d| d["status"] == "delivered");
+        if done || Instant::now() > deadline {
+            break log;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     let deliveries = log["data"].as_array().unwrap();
     assert_eq!(deliveries.len(), 2, "{log}");
     for d in deliveries {
@@ -693,6 +706,23 @@ async fn webhooks_validate_and_isolate_tenants(db: Db) {
     assert_eq!(s, 200, "{v}");
     let (s, _) = t.get(&format!("/api/v1/webhooks/{id}"), &a.key).await;
     assert_eq!(s, 404);
+    // Every change is in A's audit log (never a secret), none in B's.
+    let (_, log) = t.get("/api/v1/audit", &a.key).await;
+    let actions: Vec<&str> = log["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["subject"] == id)
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        ["webhook.created", "webhook.updated", "webhook.deleted"],
+        "{log}"
+    );
+    assert!(!log.to_string().contains(hook["secret"].as_str().unwrap()));
+    let (_, log_b) = t.get("/api/v1/audit", &b.key).await;
+    assert!(!log_b.to_string().contains(id), "{log_b}");
 }
 
 /// The secrets key every process of a multi-process test shares.

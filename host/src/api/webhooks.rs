@@ -99,7 +99,9 @@ async fn create(
     auth.require(PERMISSION)?;
     let fields: EndpointBody = parse_json(&body)?;
     let now = now_ms();
-    let created = hooks.create(auth.tenant_id(), fields.into(), now).await?;
+    let created = hooks
+        .create(auth.tenant_id(), &auth.record.key.id, fields.into(), now)
+        .await?;
     Ok((
         StatusCode::CREATED,
         Json(with_secret(
@@ -138,7 +140,13 @@ async fn update(
     let fields: EndpointBody = parse_json(&body)?;
     let now = now_ms();
     let e = hooks
-        .update(auth.tenant_id(), &id, fields.into(), now)
+        .update(
+            auth.tenant_id(),
+            &auth.record.key.id,
+            &id,
+            fields.into(),
+            now,
+        )
         .await?;
     Ok(Json(endpoint_json(&e, now)))
 }
@@ -149,7 +157,9 @@ async fn remove(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     auth.require(PERMISSION)?;
-    hooks.delete(auth.tenant_id(), &id).await?;
+    hooks
+        .delete(auth.tenant_id(), &auth.record.key.id, &id, now_ms())
+        .await?;
     Ok(Json(json!({"id": id, "deleted": true})))
 }
 
@@ -177,6 +187,7 @@ async fn rotate(
     let rotated = hooks
         .rotate(
             auth.tenant_id(),
+            &auth.record.key.id,
             &id,
             req.overlap_seconds.map(Duration::from_secs),
             now,

@@ -7,7 +7,9 @@ use std::collections::{HashMap, HashSet};
 
 use sqlx::{Row, any::AnyRow};
 
-use super::{Backend, Store, StoreError, assessments::values};
+use super::{
+    AuditEvent, Backend, Store, StoreError, assessments::values, audit::append as append_audit,
+};
 
 /// A stored endpoint; `secret` and `previous_secret` are sealed.
 #[derive(Debug, Clone)]
@@ -96,6 +98,9 @@ pub struct Claimed {
     pub endpoint_id: String,
     /// Attempts made before this one.
     pub attempts: i64,
+    /// The lease this claim holds (the delivery's `next_attempt_at` until
+    /// the outcome is recorded).
+    pub lease_until: i64,
     pub event: FeedEvent,
     pub endpoint: WebhookEndpoint,
 }
@@ -104,6 +109,10 @@ pub struct Claimed {
 #[derive(Debug, Clone)]
 pub struct AttemptRecord {
     pub attempt: Attempt,
+    /// The claim's lease: the delivery's state is only written while it
+    /// still holds it (a retry or recovery asked meanwhile wins).
+    pub lease_until: i64,
+    pub tenant_id: String,
     pub endpoint_id: String,
     /// `pending` (retry at `next_attempt_at`), `delivered` or `failed`.
     pub status: &'static str,
@@ -195,8 +204,60 @@ fn params(from: usize, n: usize) -> String {
 /// Rows per multi-row delivery insert.
 const INSERT_ROWS: usize = 200;
 
+/// Rows per `UPDATE … SET col = CASE id WHEN … END` statement.
+const CASE_ROWS: usize = 100;
+
+/// `CASE id WHEN $<id> THEN $<value> … END` over `rows` rows of `cols`
+/// parameters from `$first`, the id first in each row and the value at
+/// `col` within the row.
+fn case_by_id(first: usize, rows: usize, cols: usize, col: usize) -> String {
+    let mut out = String::from("CASE id");
+    for r in 0..rows {
+        let base = first + r * cols;
+        out.push_str(&format!(" WHEN ${base} THEN ${}", base + col));
+    }
+    out.push_str(" END");
+    out
+}
+
+/// `$first, …` of each row's id.
+fn ids_of(first: usize, rows: usize, cols: usize) -> String {
+    (0..rows)
+        .map(|r| format!("${}", first + r * cols))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Numbers `rows` (id, sequence, previous id) and marks them dispatched
+/// at `now`, in one statement.
+async fn number_events(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    rows: &[(&str, i64, Option<String>)],
+    now: i64,
+) -> Result<(), StoreError> {
+    // $1 = now; then (id, sequence, previous id) per row.
+    let sql = format!(
+        "UPDATE outbox SET delivered_at = $1, sequence = {}, previous_id = {} WHERE id IN ({})",
+        case_by_id(2, rows.len(), 3, 1),
+        case_by_id(2, rows.len(), 3, 2),
+        ids_of(2, rows.len(), 3),
+    );
+    let mut q = sqlx::query(&sql).bind(now);
+    for (id, sequence, previous) in rows {
+        q = q.bind(*id).bind(*sequence).bind(previous.as_deref());
+    }
+    q.execute(&mut **tx).await?;
+    Ok(())
+}
+
 impl Store {
-    pub async fn insert_webhook_endpoint(&self, e: &WebhookEndpoint) -> Result<(), StoreError> {
+    /// Inserts an endpoint and its audit entry, together.
+    pub async fn insert_webhook_endpoint(
+        &self,
+        e: &WebhookEndpoint,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.writer.begin().await?;
         sqlx::query(&format!(
             "INSERT INTO webhook_endpoints ({ENDPOINT_COLUMNS}) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
@@ -215,9 +276,11 @@ impl Store {
         .bind(e.failing_since)
         .bind(e.created_at)
         .bind(e.updated_at)
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await
         .map_err(StoreError::from_write)?;
+        append_audit(&mut tx, &e.tenant_id, e.created_at, audit).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -255,14 +318,16 @@ impl Store {
         .transpose()
     }
 
-    /// Applies `patch`; the endpoint after it, `None` when the tenant has
-    /// no such endpoint.
+    /// Applies `patch` and appends `audit`, together; the endpoint after
+    /// it, `None` (and nothing written) when the tenant has no such
+    /// endpoint.
     pub async fn update_webhook_endpoint(
         &self,
         tenant_id: &str,
         id: &str,
         patch: &WebhookPatch,
         now: i64,
+        audit: &AuditEvent,
     ) -> Result<Option<WebhookEndpoint>, StoreError> {
         let mut sets = vec!["updated_at = $3".to_owned()];
         let mut n = 3;
@@ -304,33 +369,18 @@ impl Store {
         if let Some(active) = patch.is_active {
             q = q.bind(i64::from(active));
         }
-        let done = q.execute(&self.writer).await?;
+        let mut tx = self.writer.begin().await?;
+        let done = q.execute(&mut *tx).await?;
         if done.rows_affected() == 0 {
             return Ok(None);
         }
-        self.webhook_endpoint_fresh(tenant_id, id).await
+        finish_change(tx, tenant_id, id, now, audit).await
     }
 
-    /// Reads an endpoint through the writer (right after a write).
-    async fn webhook_endpoint_fresh(
-        &self,
-        tenant_id: &str,
-        id: &str,
-    ) -> Result<Option<WebhookEndpoint>, StoreError> {
-        sqlx::query(&format!(
-            "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE tenant_id = $1 AND id = $2"
-        ))
-        .bind(tenant_id)
-        .bind(id)
-        .fetch_optional(&self.writer)
-        .await?
-        .as_ref()
-        .map(endpoint_from_row)
-        .transpose()
-    }
-
-    /// Replaces the signing secret; the old one stays valid until
-    /// `previous_until` (or not at all, with `None`).
+    /// Replaces the signing secret (the old one stays valid until
+    /// `previous_until`, or not at all with `None`) and appends `audit`,
+    /// together.
+    #[allow(clippy::too_many_arguments)]
     pub async fn rotate_webhook_secret(
         &self,
         tenant_id: &str,
@@ -339,7 +389,9 @@ impl Store {
         previous_sealed: Option<&str>,
         previous_until: Option<i64>,
         now: i64,
+        audit: &AuditEvent,
     ) -> Result<Option<WebhookEndpoint>, StoreError> {
+        let mut tx = self.writer.begin().await?;
         let done = sqlx::query(
             "UPDATE webhook_endpoints SET secret = $3, previous_secret = $4, \
              previous_secret_until = $5, updated_at = $6 WHERE tenant_id = $1 AND id = $2",
@@ -350,20 +402,22 @@ impl Store {
         .bind(previous_sealed)
         .bind(previous_until)
         .bind(now)
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 0 {
             return Ok(None);
         }
-        self.webhook_endpoint_fresh(tenant_id, id).await
+        finish_change(tx, tenant_id, id, now, audit).await
     }
 
-    /// Deletes an endpoint with its deliveries and their attempts; whether
-    /// the tenant had it.
+    /// Deletes an endpoint with its deliveries and their attempts, and
+    /// appends `audit`, together; whether the tenant had it.
     pub async fn delete_webhook_endpoint(
         &self,
         tenant_id: &str,
         id: &str,
+        now: i64,
+        audit: &AuditEvent,
     ) -> Result<bool, StoreError> {
         let mut tx = self.writer.begin().await?;
         sqlx::query(
@@ -384,8 +438,12 @@ impl Store {
             .bind(id)
             .execute(&mut *tx)
             .await?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        append_audit(&mut tx, tenant_id, now, audit).await?;
         tx.commit().await?;
-        Ok(done.rows_affected() > 0)
+        Ok(true)
     }
 
     /// Numbers up to `limit` undispatched outbox events, per tenant in
@@ -439,19 +497,19 @@ impl Store {
             .await?;
             let mut sequence: i64 = row.try_get("last_sequence")?;
             let mut previous: String = row.try_get("last_id")?;
+            // (id, sequence, previous id) of each event, in order.
+            let mut numbered: Vec<(&str, i64, Option<String>)> = Vec::with_capacity(events.len());
             for (id, _) in events {
                 sequence += 1;
-                sqlx::query(
-                    "UPDATE outbox SET sequence = $1, previous_id = $2, delivered_at = $3 \
-                     WHERE id = $4",
-                )
-                .bind(sequence)
-                .bind((!previous.is_empty()).then_some(previous.as_str()))
-                .bind(now)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
+                numbered.push((
+                    id,
+                    sequence,
+                    (!previous.is_empty()).then(|| previous.clone()),
+                ));
                 previous.clone_from(id);
+            }
+            for chunk in numbered.chunks(CASE_ROWS) {
+                number_events(&mut tx, chunk, now).await?;
             }
             sqlx::query(
                 "UPDATE event_sequences SET last_sequence = $2, last_id = $3 WHERE tenant_id = $1",
@@ -485,7 +543,10 @@ impl Store {
 
     /// Claims up to `limit` due deliveries of active endpoints, except
     /// those of `busy` endpoints, leasing each until `lease_until` (a node
-    /// that dies mid-attempt leaves it due again then).
+    /// that dies mid-attempt leaves it due again then). The deliveries
+    /// are the only table in the claim's `FROM`, so both databases walk
+    /// the due index (status, next_attempt_at) instead of an endpoint's
+    /// whole history.
     pub async fn claim_deliveries(
         &self,
         now: i64,
@@ -501,8 +562,9 @@ impl Store {
         };
         let sql = format!(
             "UPDATE webhook_deliveries SET next_attempt_at = $1, updated_at = $2 WHERE id IN \
-             (SELECT d.id FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id \
-              WHERE d.status = 'pending' AND d.next_attempt_at <= $3 AND e.is_active = 1{exclude} \
+             (SELECT d.id FROM webhook_deliveries d \
+              WHERE d.status = 'pending' AND d.next_attempt_at <= $3{exclude} \
+              AND EXISTS (SELECT 1 FROM webhook_endpoints e WHERE e.id = d.endpoint_id AND e.is_active = 1) \
               ORDER BY d.next_attempt_at LIMIT $4{}) \
              RETURNING id, tenant_id, endpoint_id, event_id, attempts",
             if pg {
@@ -546,6 +608,7 @@ impl Store {
                 tenant_id: r.try_get("tenant_id")?,
                 endpoint_id,
                 attempts: r.try_get("attempts")?,
+                lease_until,
                 event: event.clone(),
                 endpoint: endpoint.clone(),
             });
@@ -569,7 +632,7 @@ impl Store {
             for id in chunk {
                 q = q.bind(id.as_str());
             }
-            for r in q.fetch_all(&self.writer).await? {
+            for r in q.fetch_all(&self.pool).await? {
                 let e = feed_from_row(&r)?;
                 out.insert(e.id.clone(), e);
             }
@@ -591,7 +654,7 @@ impl Store {
             q = q.bind(id.as_str());
         }
         let mut out = HashMap::new();
-        for r in q.fetch_all(&self.writer).await? {
+        for r in q.fetch_all(&self.pool).await? {
             let e = endpoint_from_row(&r)?;
             out.insert(e.id.clone(), e);
         }
@@ -599,9 +662,10 @@ impl Store {
     }
 
     /// Records attempts and their consequences in one transaction: the
-    /// attempt log, each delivery's new state, each endpoint's failure
-    /// streak; endpoints failing since before `disable_failing_before`
-    /// are disabled with a reason.
+    /// attempt log (multi-row inserts), each delivery's new state (one
+    /// statement per hundred), each endpoint's failure streak (one
+    /// statement per endpoint); endpoints failing since before
+    /// `disable_failing_before` are disabled with a reason.
     pub async fn record_attempts(
         &self,
         records: &[AttemptRecord],
@@ -611,77 +675,115 @@ impl Store {
         if records.is_empty() {
             return Ok(());
         }
-        // Endpoints in one order, so two nodes' batches never deadlock.
-        let mut sorted: Vec<&AttemptRecord> = records.iter().collect();
-        sorted.sort_by(|a, b| a.endpoint_id.cmp(&b.endpoint_id));
         let mut tx = self.writer.begin().await?;
-        for rec in sorted {
-            let a = &rec.attempt;
-            sqlx::query(
+        for chunk in records.chunks(CASE_ROWS) {
+            let sql = format!(
                 "INSERT INTO webhook_attempts (delivery_id, attempt, tenant_id, at_ms, status_code, \
-                 duration_ms, error, response_head) \
-                 SELECT $1, $2, tenant_id, $3, $4, $5, $6, $7 FROM webhook_deliveries WHERE id = $1 \
+                 duration_ms, error, response_head) VALUES {} \
                  ON CONFLICT (delivery_id, attempt) DO NOTHING",
-            )
-            .bind(&a.delivery_id)
-            .bind(a.attempt)
-            .bind(a.at_ms)
-            .bind(a.status_code)
-            .bind(a.duration_ms)
-            .bind(&a.error)
-            .bind(&a.response_head)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "UPDATE webhook_deliveries SET status = $2, attempts = $3, next_attempt_at = $4, \
-                 last_attempt_at = $5, last_status = $6, last_error = $7, updated_at = $8 \
-                 WHERE id = $1",
-            )
-            .bind(&a.delivery_id)
-            .bind(rec.status)
-            .bind(a.attempt)
-            .bind(rec.next_attempt_at)
-            .bind(a.at_ms)
-            .bind(a.status_code)
-            .bind(&a.error)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            if rec.succeeded {
+                values(chunk.len(), 8, "")
+            );
+            let mut q = sqlx::query(&sql);
+            for rec in chunk {
+                let a = &rec.attempt;
+                q = q
+                    .bind(&a.delivery_id)
+                    .bind(a.attempt)
+                    .bind(&rec.tenant_id)
+                    .bind(a.at_ms)
+                    .bind(a.status_code)
+                    .bind(a.duration_ms)
+                    .bind(&a.error)
+                    .bind(&a.response_head);
+            }
+            q.execute(&mut *tx).await?;
+            // $1 = now; then (id, status, attempts, next, last at, last
+            // status, last error, lease) per row. A delivery whose lease
+            // changed (retried or recovered meanwhile) keeps its new state.
+            let n = chunk.len();
+            let sql = format!(
+                "UPDATE webhook_deliveries SET updated_at = $1, status = {}, attempts = {}, \
+                 next_attempt_at = {}, last_attempt_at = {}, last_status = {}, last_error = {} \
+                 WHERE id IN ({}) AND next_attempt_at = {}",
+                case_by_id(2, n, 8, 1),
+                case_by_id(2, n, 8, 2),
+                case_by_id(2, n, 8, 3),
+                case_by_id(2, n, 8, 4),
+                case_by_id(2, n, 8, 5),
+                case_by_id(2, n, 8, 6),
+                ids_of(2, n, 8),
+                case_by_id(2, n, 8, 7),
+            );
+            let mut q = sqlx::query(&sql).bind(now);
+            for rec in chunk {
+                let a = &rec.attempt;
+                q = q
+                    .bind(&a.delivery_id)
+                    .bind(rec.status)
+                    .bind(a.attempt)
+                    .bind(rec.next_attempt_at)
+                    .bind(a.at_ms)
+                    .bind(a.status_code)
+                    .bind(&a.error)
+                    .bind(rec.lease_until);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        // Per endpoint, in one order (two nodes' batches never deadlock):
+        // the streak after this batch's attempts, oldest first.
+        let mut by_endpoint: Vec<(&str, Vec<&AttemptRecord>)> = Vec::new();
+        for rec in records {
+            match by_endpoint.iter_mut().find(|(e, _)| *e == rec.endpoint_id) {
+                Some((_, recs)) => recs.push(rec),
+                None => by_endpoint.push((&rec.endpoint_id, vec![rec])),
+            }
+        }
+        by_endpoint.sort_by(|a, b| a.0.cmp(b.0));
+        for (endpoint, mut recs) in by_endpoint {
+            recs.sort_by_key(|r| r.attempt.at_ms);
+            let last_success = recs.iter().rposition(|r| r.succeeded);
+            let failures_after = &recs[last_success.map_or(0, |i| i + 1)..];
+            if last_success.is_some() {
+                // A success resets the streak to the failures after it.
                 sqlx::query(
-                    "UPDATE webhook_endpoints SET failure_streak = 0, failing_since = NULL \
-                     WHERE id = $1 AND failure_streak <> 0",
+                    "UPDATE webhook_endpoints SET failure_streak = $2, failing_since = $3 \
+                     WHERE id = $1 AND (failure_streak <> $2 OR failing_since IS NOT NULL OR $3 IS NOT NULL)",
                 )
-                .bind(&rec.endpoint_id)
+                .bind(endpoint)
+                .bind(failures_after.len() as i64)
+                .bind(failures_after.first().map(|r| r.attempt.at_ms))
                 .execute(&mut *tx)
                 .await?;
             } else {
                 sqlx::query(
-                    "UPDATE webhook_endpoints SET failure_streak = failure_streak + 1, \
-                     failing_since = COALESCE(failing_since, $2) WHERE id = $1",
+                    "UPDATE webhook_endpoints SET failure_streak = failure_streak + $2, \
+                     failing_since = COALESCE(failing_since, $3) WHERE id = $1",
                 )
-                .bind(&rec.endpoint_id)
-                .bind(a.at_ms)
+                .bind(endpoint)
+                .bind(failures_after.len() as i64)
+                .bind(failures_after.first().map(|r| r.attempt.at_ms))
                 .execute(&mut *tx)
                 .await?;
+            }
+            if !failures_after.is_empty() {
                 sqlx::query(
                     "UPDATE webhook_endpoints SET is_active = 0, updated_at = $3, \
                      disabled_reason = 'failing without a success since ' || CAST(failing_since AS TEXT) \
                      || ' (epoch ms), over the limit of consecutive failing days' \
                      WHERE id = $1 AND is_active = 1 AND failing_since < $2",
                 )
-                .bind(&rec.endpoint_id)
+                .bind(endpoint)
                 .bind(disable_failing_before)
                 .bind(now)
                 .execute(&mut *tx)
                 .await?;
             }
-            if let Some(reason) = &rec.disable {
+            if let Some(reason) = recs.iter().rev().find_map(|r| r.disable.as_deref()) {
                 sqlx::query(
                     "UPDATE webhook_endpoints SET is_active = 0, disabled_reason = $2, \
                      updated_at = $3 WHERE id = $1",
                 )
-                .bind(&rec.endpoint_id)
+                .bind(endpoint)
                 .bind(reason)
                 .bind(now)
                 .execute(&mut *tx)
@@ -929,6 +1031,29 @@ impl Store {
             .map(|r| Ok((r.try_get("id")?, r.try_get("failure_streak")?)))
             .collect()
     }
+}
+
+/// Appends `audit` and reads the changed endpoint back, then commits.
+async fn finish_change(
+    mut tx: sqlx::Transaction<'static, sqlx::Any>,
+    tenant_id: &str,
+    id: &str,
+    now: i64,
+    audit: &AuditEvent,
+) -> Result<Option<WebhookEndpoint>, StoreError> {
+    append_audit(&mut tx, tenant_id, now, audit).await?;
+    let endpoint = sqlx::query(&format!(
+        "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE tenant_id = $1 AND id = $2"
+    ))
+    .bind(tenant_id)
+    .bind(id)
+    .fetch_optional(&mut *tx)
+    .await?
+    .as_ref()
+    .map(endpoint_from_row)
+    .transpose()?;
+    tx.commit().await?;
+    Ok(endpoint)
 }
 
 /// Inserts a pending delivery, due at `now`, per (endpoint, event id,

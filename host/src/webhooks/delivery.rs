@@ -18,7 +18,7 @@
 //! marked failed. An endpoint failing without a success for
 //! `disable_after` is disabled, and says why.
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -42,8 +42,11 @@ const DISPATCH_BATCH: i64 = 500;
 /// delivery a dead node held goes out again soon.
 const LEASE_MARGIN_MS: i64 = 5_000;
 
-/// Attempts written per recorder transaction.
+/// Attempts written per recorder transaction, at most.
 const RECORD_BATCH: usize = 500;
+
+/// How long the recorder gathers attempts before writing them.
+const RECORD_WINDOW: Duration = Duration::from_millis(100);
 
 /// Bytes of a response kept in the attempt log.
 const RESPONSE_HEAD: usize = 512;
@@ -97,6 +100,7 @@ pub async fn run(hooks: Webhooks, mut stop: Stop) {
     let inflight: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
     let mut tasks = JoinSet::new();
     let (mut last_stats, mut last_prune) = (0_i64, 0_i64);
+    let mut failing = HashSet::new();
     let timeout_ms = i64::try_from(cfg.timeout.as_millis()).unwrap_or(i64::MAX);
     loop {
         while tasks.try_join_next().is_some() {}
@@ -148,7 +152,7 @@ pub async fn run(hooks: Webhooks, mut stop: Stop) {
         }
         if now - last_stats >= STATS_EVERY_MS {
             last_stats = now;
-            refresh_metrics(hooks.store(), now).await;
+            refresh_metrics(hooks.store(), now, &mut failing).await;
         }
         if now - last_prune >= PRUNE_EVERY_MS {
             last_prune = now;
@@ -170,10 +174,12 @@ pub async fn run(hooks: Webhooks, mut stop: Stop) {
             }
             continue;
         }
+        // Finished attempts wake the loop only when they free a full
+        // node; otherwise new work is looked for once per poll, in batches.
         tokio::select! {
             () = stop.requested() => break,
             () = tokio::time::sleep(cfg.poll), if !full => {}
-            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            Some(_) = tasks.join_next(), if full => {}
         }
     }
     while tasks.join_next().await.is_some() {}
@@ -194,10 +200,13 @@ async fn record(
     let mut batch = Vec::with_capacity(RECORD_BATCH);
     while let Some(first) = rx.recv().await {
         batch.push(first);
+        // Gather for a moment: one transaction (one fsync) per batch,
+        // not per attempt, keeps the write lock for assessments.
+        let until = tokio::time::Instant::now() + RECORD_WINDOW;
         while batch.len() < RECORD_BATCH {
-            match rx.try_recv() {
-                Ok(r) => batch.push(r),
-                Err(_) => break,
+            match tokio::time::timeout_at(until, rx.recv()).await {
+                Ok(Some(r)) => batch.push(r),
+                Ok(None) | Err(_) => break,
             }
         }
         let mut tries = 0;
@@ -224,7 +233,9 @@ async fn record(
     }
 }
 
-async fn refresh_metrics(store: &Store, now: i64) {
+/// Refreshes the queue gauges and the failure streaks (`failing`: the
+/// endpoints reported failing last time, set back to 0 once they recover).
+async fn refresh_metrics(store: &Store, now: i64, failing: &mut HashSet<String>) {
     match store.webhook_queue_stats().await {
         Ok(s) => {
             metrics::gauge!("aduana_webhook_queue_depth").set(s.depth as f64);
@@ -236,10 +247,16 @@ async fn refresh_metrics(store: &Store, now: i64) {
         Err(e) => tracing::warn!(error = %e, "reading the webhook queue failed"),
     }
     if let Ok(streaks) = store.webhook_failure_streaks().await {
+        let now_failing: HashSet<String> = streaks.iter().map(|(id, _)| id.clone()).collect();
+        for recovered in failing.difference(&now_failing) {
+            metrics::gauge!("aduana_webhook_endpoint_failure_streak", "endpoint_id" => recovered.clone())
+                .set(0.0);
+        }
         for (endpoint, streak) in streaks {
             metrics::gauge!("aduana_webhook_endpoint_failure_streak", "endpoint_id" => endpoint)
                 .set(streak as f64);
         }
+        *failing = now_failing;
     }
 }
 
@@ -336,6 +353,8 @@ async fn attempt(hooks: &Webhooks, client: &reqwest::Client, c: Claimed) -> Atte
             error,
             response_head: (!head.is_empty()).then_some(head),
         },
+        lease_until: c.lease_until,
+        tenant_id: c.tenant_id,
         endpoint_id: c.endpoint_id,
         status,
         next_attempt_at: next,

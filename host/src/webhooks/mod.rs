@@ -15,8 +15,21 @@ use crate::{
     config::WebhookConfig,
     domain::ids,
     secrets::{Sealer, SecretsError},
-    store::{Attempt, Delivery, FeedEvent, Store, StoreError, WebhookEndpoint, WebhookPatch},
+    store::{
+        Attempt, AuditEvent, Delivery, FeedEvent, Store, StoreError, WebhookEndpoint, WebhookPatch,
+    },
 };
+
+/// The audit entry of a change to endpoint `id` by `actor` (never a
+/// secret).
+fn audit(actor: &str, action: &str, id: &str, details: Value) -> AuditEvent {
+    AuditEvent {
+        actor: actor.to_owned(),
+        action: action.to_owned(),
+        subject: id.to_owned(),
+        details,
+    }
+}
 
 /// Every event an endpoint may subscribe to.
 pub const EVENTS: &[&str] = &[
@@ -163,10 +176,12 @@ impl Webhooks {
         }
     }
 
-    /// Creates an endpoint with a fresh secret (returned once).
+    /// Creates an endpoint with a fresh secret (returned once); audited
+    /// as `webhook.created` by `actor` (a key id).
     pub async fn create(
         &self,
         tenant_id: &str,
+        actor: &str,
         fields: EndpointFields,
         now: i64,
     ) -> Result<Created, WebhookError> {
@@ -195,7 +210,15 @@ impl Webhooks {
             created_at: now,
             updated_at: now,
         };
-        self.store.insert_webhook_endpoint(&endpoint).await?;
+        let entry = audit(
+            actor,
+            "webhook.created",
+            &endpoint.id,
+            serde_json::json!({"url": endpoint.url, "events": endpoint.events, "is_active": endpoint.is_active}),
+        );
+        self.store
+            .insert_webhook_endpoint(&endpoint, &entry)
+            .await?;
         Ok(Created { endpoint, secret })
     }
 
@@ -210,9 +233,12 @@ impl Webhooks {
             .ok_or(WebhookError::NotFound)
     }
 
+    /// Changes an endpoint; audited as `webhook.updated` with the new
+    /// values of the fields given.
     pub async fn update(
         &self,
         tenant_id: &str,
+        actor: &str,
         id: &str,
         fields: EndpointFields,
         now: i64,
@@ -230,20 +256,47 @@ impl Webhooks {
             Some(d) => Some(Self::check_description(d)?),
             None => None,
         };
+        let mut changed = serde_json::Map::new();
+        if let Some(u) = &url {
+            changed.insert("url".into(), u.clone().into());
+        }
+        if let Some(e) = &events {
+            changed.insert("events".into(), e.clone().into());
+        }
+        if let Some(d) = &description {
+            changed.insert("description".into(), d.clone().into());
+        }
+        if let Some(a) = fields.is_active {
+            changed.insert("is_active".into(), a.into());
+        }
         let patch = WebhookPatch {
             url,
             description,
             events,
             is_active: fields.is_active,
         };
+        let entry = audit(actor, "webhook.updated", id, Value::Object(changed));
         self.store
-            .update_webhook_endpoint(tenant_id, id, &patch, now)
+            .update_webhook_endpoint(tenant_id, id, &patch, now, &entry)
             .await?
             .ok_or(WebhookError::NotFound)
     }
 
-    pub async fn delete(&self, tenant_id: &str, id: &str) -> Result<(), WebhookError> {
-        if self.store.delete_webhook_endpoint(tenant_id, id).await? {
+    /// Deletes an endpoint and its delivery log; audited as
+    /// `webhook.deleted`.
+    pub async fn delete(
+        &self,
+        tenant_id: &str,
+        actor: &str,
+        id: &str,
+        now: i64,
+    ) -> Result<(), WebhookError> {
+        let entry = audit(actor, "webhook.deleted", id, Value::Null);
+        if self
+            .store
+            .delete_webhook_endpoint(tenant_id, id, now, &entry)
+            .await?
+        {
             Ok(())
         } else {
             Err(WebhookError::NotFound)
@@ -251,10 +304,12 @@ impl Webhooks {
     }
 
     /// A new secret; the current one keeps signing for `overlap` (the
-    /// configured default when `None`; zero revokes it now).
+    /// configured default when `None`; zero revokes it now). Audited as
+    /// `webhook.secret_rotated` with the overlap.
     pub async fn rotate(
         &self,
         tenant_id: &str,
+        actor: &str,
         id: &str,
         overlap: Option<Duration>,
         now: i64,
@@ -275,9 +330,15 @@ impl Webhooks {
             let ms = i64::try_from(overlap.as_millis()).unwrap_or(i64::MAX);
             (Some(current.secret.as_str()), Some(now.saturating_add(ms)))
         };
+        let entry = audit(
+            actor,
+            "webhook.secret_rotated",
+            id,
+            serde_json::json!({"overlap_seconds": overlap.as_secs()}),
+        );
         let endpoint = self
             .store
-            .rotate_webhook_secret(tenant_id, id, &sealed, previous, until, now)
+            .rotate_webhook_secret(tenant_id, id, &sealed, previous, until, now, &entry)
             .await?
             .ok_or(WebhookError::NotFound)?;
         Ok(Created { endpoint, secret })
