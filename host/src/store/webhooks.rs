@@ -988,7 +988,7 @@ impl Store {
     pub async fn prune_events(&self, before: i64) -> Result<u64, StoreError> {
         let mut tx = self.writer.begin().await?;
         sqlx::query(
-            "DELETE FROM webhook_attempts WHERE delivery_id IN \
+            "DELETE FROM webhook_attempts WHERE at_ms < $1 OR delivery_id IN \
              (SELECT id FROM webhook_deliveries WHERE created_at < $1)",
         )
         .bind(before)

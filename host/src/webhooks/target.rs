@@ -15,6 +15,9 @@ use std::{
 use ipnet::IpNet;
 use reqwest::Url;
 
+/// Longest a name may take to resolve (a save or a delivery waits on it).
+const RESOLVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The longest accepted URL.
 pub const MAX_URL_LEN: usize = 2048;
 
@@ -130,10 +133,12 @@ pub async fn resolve(
     port: u16,
     allow_private: bool,
 ) -> Result<Vec<SocketAddr>, TargetError> {
-    let found: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
-        .await
-        .map_err(|_| TargetError::Unresolvable(host.to_owned()))?
-        .collect();
+    let found: Vec<SocketAddr> =
+        tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host((host, port)))
+            .await
+            .map_err(|_| TargetError::Unresolvable(host.to_owned()))?
+            .map_err(|_| TargetError::Unresolvable(host.to_owned()))?
+            .collect();
     let Some(first) = found.first().copied() else {
         return Err(TargetError::Unresolvable(host.to_owned()));
     };
