@@ -36,12 +36,55 @@ pub struct RuleActivatedEvent {
     pub activated_by: String,
 }
 
+/// A case that was opened or changed.
+#[derive(Debug, Clone)]
+pub struct CaseEvent {
+    pub case_id: String,
+    pub reference_number: String,
+    pub status: String,
+    pub priority: String,
+    pub jurisdiction: String,
+    pub due_at: i64,
+    /// `manual` or `fraud_report`.
+    pub source: String,
+    pub session_ids: Vec<String>,
+    /// `case.updated`: `{field: {"from", "to"}}` of the fields changed.
+    pub changes: Value,
+    pub version: i64,
+    pub actor: String,
+}
+
+/// An assessment reported as fraud.
+#[derive(Debug, Clone)]
+pub struct FraudEvent {
+    pub session_id: String,
+    pub flow: String,
+    pub reason: String,
+    pub case_id: String,
+    pub reference_number: String,
+    pub blocklist_entry_ids: Vec<String>,
+    pub reported_by: String,
+}
+
+/// A case resolved as confirmed fraud.
+#[derive(Debug, Clone)]
+pub struct FraudConfirmedEvent {
+    pub case_id: String,
+    pub reference_number: String,
+    pub session_ids: Vec<String>,
+    pub confirmed_by: String,
+}
+
 /// A domain event.
 #[derive(Debug, Clone)]
 pub enum Event {
     TransactionCreated(TransactionEvent),
     TransactionBlocked(TransactionEvent),
     RuleActivated(RuleActivatedEvent),
+    CaseCreated(CaseEvent),
+    CaseUpdated(CaseEvent),
+    FraudDetected(FraudEvent),
+    FraudConfirmed(FraudConfirmedEvent),
 }
 
 impl Event {
@@ -61,6 +104,10 @@ impl Event {
             Self::TransactionCreated(_) => "transaction.created",
             Self::TransactionBlocked(_) => "transaction.blocked",
             Self::RuleActivated(_) => "rule.activated",
+            Self::CaseCreated(_) => "case.created",
+            Self::CaseUpdated(_) => "case.updated",
+            Self::FraudDetected(_) => "fraud.detected",
+            Self::FraudConfirmed(_) => "fraud.confirmed",
         }
     }
 
@@ -83,6 +130,39 @@ impl Event {
                 "mode": r.mode,
                 "replaced": r.replaced,
                 "activated_by": r.activated_by,
+            }),
+            Self::CaseCreated(c) | Self::CaseUpdated(c) => {
+                let mut data = json!({
+                    "case_id": c.case_id,
+                    "reference_number": c.reference_number,
+                    "status": c.status,
+                    "priority": c.priority,
+                    "jurisdiction": c.jurisdiction,
+                    "due_at": rfc3339_ms(c.due_at),
+                    "source": c.source,
+                    "session_ids": c.session_ids,
+                    "version": c.version,
+                    "actor": c.actor,
+                });
+                if matches!(self, Self::CaseUpdated(_)) {
+                    data["changes"] = c.changes.clone();
+                }
+                data
+            }
+            Self::FraudDetected(f) => json!({
+                "session_id": f.session_id,
+                "flow": f.flow,
+                "reason": f.reason,
+                "case_id": f.case_id,
+                "reference_number": f.reference_number,
+                "blocklist_entry_ids": f.blocklist_entry_ids,
+                "reported_by": f.reported_by,
+            }),
+            Self::FraudConfirmed(f) => json!({
+                "case_id": f.case_id,
+                "reference_number": f.reference_number,
+                "session_ids": f.session_ids,
+                "confirmed_by": f.confirmed_by,
             }),
         }
     }

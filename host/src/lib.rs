@@ -16,6 +16,7 @@ pub mod api;
 pub mod assess;
 pub mod blocklists;
 pub mod builtins;
+pub mod cases;
 pub mod config;
 pub mod domain;
 pub mod events;

@@ -107,6 +107,7 @@ impl App {
         );
         let app = Self {
             webhooks,
+            cases: crate::cases::Cases::new(store.clone()),
             store,
             runtime,
             config: Arc::new(config),

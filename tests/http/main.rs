@@ -9,6 +9,7 @@ mod assess;
 mod auth_keys;
 mod blocklists;
 mod candidates;
+mod cases;
 mod cli;
 mod containment;
 mod group_commit;

@@ -52,7 +52,7 @@ pub fn router() -> Router<App> {
         )
 }
 
-fn entry_json(e: &BlocklistEntry) -> Value {
+pub(super) fn entry_json(e: &BlocklistEntry) -> Value {
     json!({
         "id": e.id,
         "tenant_id": e.tenant_id,

@@ -45,6 +45,11 @@ pub enum ApiError {
     RuleRejected { reason: String, check: &'static str },
     #[error("{0}")]
     InvalidTransition(String),
+    #[error("this case's report was already submitted; a submitted report never changes")]
+    AlreadySubmitted,
+    /// Four eyes refused a submission.
+    #[error("{0}")]
+    FourEyes(String),
     #[error("this idempotency key was used with a different request body")]
     IdempotencyKeyReused,
     /// The body is over this endpoint's limit (bytes, when the layer that
@@ -143,6 +148,12 @@ impl ApiError {
                 json!({ "check": check, "reason": reason }),
             ),
             Self::InvalidTransition(_) => (StatusCode::CONFLICT, "INVALID_TRANSITION", json!({})),
+            Self::AlreadySubmitted => (StatusCode::CONFLICT, "ALREADY_SUBMITTED", json!({})),
+            Self::FourEyes(_) => (
+                StatusCode::CONFLICT,
+                "FOUR_EYES_REQUIRED",
+                json!({"setting": "four_eyes"}),
+            ),
             Self::IdempotencyKeyReused => {
                 (StatusCode::CONFLICT, "IDEMPOTENCY_KEY_REUSED", json!({}))
             }
@@ -272,6 +283,26 @@ impl From<crate::webhooks::WebhookError> for ApiError {
             E::TooMany => Self::validation("url", e.to_string()),
             E::Store(s) => s.into(),
             E::Secrets(s) => Self::Internal(s.into()),
+        }
+    }
+}
+
+impl From<crate::cases::CaseError> for ApiError {
+    fn from(e: crate::cases::CaseError) -> Self {
+        use crate::cases::CaseError as E;
+        match e {
+            E::Invalid { field, message } => Self::Validation { field, message },
+            E::NotFound => Self::NotFound("case"),
+            E::AssessmentNotFound => Self::NotFound("assessment"),
+            E::NoReport => Self::NotFound("report"),
+            E::InvalidTransition(m) => Self::InvalidTransition(m),
+            E::AlreadySubmitted => Self::AlreadySubmitted,
+            E::FourEyes(m) => Self::FourEyes(m),
+            E::Contended => Self::Status {
+                status: StatusCode::CONFLICT,
+                message: e.to_string(),
+            },
+            E::Store(s) => s.into(),
         }
     }
 }

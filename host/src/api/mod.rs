@@ -5,6 +5,7 @@ pub mod assessments;
 pub mod audit;
 pub mod auth;
 pub mod blocklists;
+pub mod cases;
 mod error;
 pub mod extract;
 pub mod health;
@@ -81,6 +82,7 @@ pub fn router(app: App) -> Router {
         .merge(openapi::router())
         .merge(operator::router())
         .merge(webhooks::router())
+        .merge(cases::router())
         .route_layer(axum::middleware::from_fn_with_state(
             BODY_LIMIT,
             extract::refuse_declared_oversize,

@@ -522,6 +522,114 @@ pub const OPERATIONS: &[Operation] = &[
         None,
         (200, "EventFeed"),
     ),
+    op(
+        "POST",
+        "/api/v1/cases",
+        "cases",
+        "Open a case (expediente) in `borrador`; reasons are drafted from the linked assessments' signals unless given",
+        Some("cases:write"),
+        Some("CaseRequest"),
+        (201, "Case"),
+    ),
+    op(
+        "GET",
+        "/api/v1/cases",
+        "cases",
+        "List the tenant's cases with filters, sorting and paging",
+        Some("cases:read"),
+        None,
+        (200, "CaseList"),
+    ),
+    op(
+        "GET",
+        "/api/v1/cases/stats",
+        "cases",
+        "Counts of the tenant's cases by status, priority and jurisdiction, overdue and due soon",
+        Some("cases:read"),
+        None,
+        (200, "CaseStats"),
+    ),
+    op(
+        "GET",
+        "/api/v1/cases/{id}",
+        "cases",
+        "A case with its notes, linked assessments, blocklist entries and full history",
+        Some("cases:read"),
+        None,
+        (200, "Case"),
+    ),
+    op(
+        "PATCH",
+        "/api/v1/cases/{id}",
+        "cases",
+        "Change a case's fields or status (borrador → en_revision → enviado (by submit) → resuelto; archivado from borrador, en_revision, resuelto)",
+        Some("cases:write"),
+        Some("CasePatch"),
+        (200, "Case"),
+    ),
+    op(
+        "POST",
+        "/api/v1/cases/{id}/notes",
+        "cases",
+        "Add a note to a case",
+        Some("cases:write"),
+        Some("CaseNoteRequest"),
+        (201, "CaseNote"),
+    ),
+    op(
+        "POST",
+        "/api/v1/cases/{id}/submit",
+        "cases",
+        "Submit the case's regulatory report: en_revision → enviado, the report stored immutably",
+        Some("cases:write"),
+        None,
+        (200, "CaseReport"),
+    ),
+    op(
+        "GET",
+        "/api/v1/cases/{id}/report",
+        "cases",
+        "The submitted report as JSON, or with `format=txt` the MX unusual-operation report's delimited record",
+        Some("cases:read"),
+        None,
+        (200, "CaseReport"),
+    ),
+    op(
+        "GET",
+        "/api/v1/settings/cases",
+        "cases",
+        "The tenant's case settings (four eyes, filing periods, reporting entity)",
+        Some("cases:read"),
+        None,
+        (200, "CaseSettings"),
+    ),
+    op(
+        "PUT",
+        "/api/v1/settings/cases",
+        "cases",
+        "Replace the tenant's case settings",
+        Some("settings:write"),
+        Some("CaseSettingsRequest"),
+        (200, "CaseSettings"),
+    ),
+    op(
+        "POST",
+        "/api/v1/report-fraud",
+        "cases",
+        "Report an assessment as fraud: label, case, blocklist entries and events in one transaction (201; 200 when it was reported before)",
+        Some("fraud:report"),
+        Some("FraudReportRequest"),
+        (201, "FraudReport"),
+    ),
+    op(
+        "GET",
+        "/api/v1/rules/{rule_id}/stats",
+        "rules",
+        "Per rule version: assessments, fires, and how many of each were labelled fraud (precision, recall)",
+        Some("rules:read"),
+        None,
+        (200, "RuleStats"),
+    ),
 ];
 
 /// Component schemas, as JSON Schema (OpenAPI 3.1 dialect). Request
@@ -738,8 +846,9 @@ fn schemas() -> Vec<(&'static str, Value)> {
         "SERVER_BUSY",
         "RATE_LIMIT_STORE_UNAVAILABLE",
         "ASSESS_TIMEOUT",
+        "FOUR_EYES_REQUIRED",
     ];
-    vec![
+    let mut out = vec![
         (
             "Error",
             json!({"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["code", "message", "details"], "properties": {
@@ -983,6 +1092,177 @@ fn schemas() -> Vec<(&'static str, Value)> {
             json!({"type": "object", "required": ["data", "has_more", "last_id"], "properties": {"data": {"type": "array", "items": event_body}, "has_more": {"type": "boolean"}, "last_id": text}}),
         ),
         ("Text", json!({"type": "string"})),
+    ];
+    out.extend(case_schemas(
+        &currency,
+        &time,
+        &nullable_time,
+        &text,
+        &echo_amount,
+    ));
+    out
+}
+
+/// The schemas of cases, fraud reports and rule statistics.
+fn case_schemas(
+    currency: &Value,
+    time: &Value,
+    nullable_time: &Value,
+    text: &Value,
+    echo_amount: &Value,
+) -> Vec<(&'static str, Value)> {
+    use crate::cases::{
+        INCIDENT_TYPES, JURISDICTIONS, PRIORITIES, RESOLUTIONS, STATUSES, fraud::REASONS,
+    };
+    let nullable_amount = json!({"anyOf": [echo_amount, {"type": "null"}]});
+    let major_amount = json!({"anyOf": [
+        {"type": "number", "minimum": 0},
+        {"type": "string", "pattern": "^[0-9]+(\\.[0-9]+)?$"}
+    ]});
+    let day = json!({"type": "string", "description": "YYYY-MM-DD or an RFC 3339 time"});
+    let subject = json!({"type": "object", "additionalProperties": false, "properties": {
+        "person_type": {"type": "string", "enum": ["fisica", "moral"]}, "nationality": {"type": "string"},
+        "legal_name": {"type": "string"}, "first_name": {"type": "string"}, "paternal_surname": {"type": "string"},
+        "maternal_surname": {"type": "string"}, "rfc": {"type": "string"}, "curp": {"type": "string"},
+        "birth_date": {"type": "string"}, "address": {"type": "string"}, "phone": {"type": "string"}, "account": {"type": "string"}}});
+    let fields = |extra: Value| {
+        let mut p = json!({
+            "incident_date": {"type": ["string", "null"], "description": "YYYY-MM-DD"},
+            "incident_type": {"type": "string", "enum": INCIDENT_TYPES},
+            "amount": {"anyOf": [major_amount, {"type": "null"}], "description": "major units; needs currency"},
+            "currency": {"anyOf": [currency, {"type": "null"}]},
+            "jurisdiction": {"type": "string", "enum": JURISDICTIONS},
+            "victim_name": {"type": ["string", "null"], "maxLength": 200},
+            "victim_email": {"type": ["string", "null"], "maxLength": 254},
+            "priority": {"type": "string", "enum": PRIORITIES},
+            "description": {"type": ["string", "null"], "maxLength": 10000},
+            "session_ids": {"type": "array", "maxItems": 100, "items": {"type": "string"}},
+            "unusual_reasons": {"type": ["string", "null"], "maxLength": 10000},
+            "subject": {"anyOf": [subject, {"type": "null"}]},
+        });
+        if let (Value::Object(p), Value::Object(e)) = (&mut p, extra) {
+            p.extend(e);
+        }
+        p
+    };
+    let case_props = json!({
+        "id": {"type": "string"}, "reference_number": {"type": "string", "pattern": "^CLM-[A-Z0-9]{6}$"},
+        "status": {"type": "string", "enum": STATUSES}, "priority": {"type": "string", "enum": PRIORITIES},
+        "jurisdiction": {"type": "string", "enum": JURISDICTIONS}, "incident_type": {"type": "string", "enum": INCIDENT_TYPES},
+        "incident_date": {"type": ["string", "null"], "format": "date"}, "detected_at": time, "due_at": time,
+        "overdue": {"type": "boolean"}, "amount": nullable_amount, "currency": text,
+        "victim_name": text, "victim_email": text, "description": text, "unusual_reasons": text,
+        "subject": {"type": ["object", "null"]}, "resolution": {"anyOf": [{"type": "string", "enum": RESOLUTIONS}, {"type": "null"}]},
+        "source": {"type": "string", "enum": ["manual", "fraud_report"]}, "version": {"type": "integer", "minimum": 1},
+        "created_by": {"type": "string"}, "reviewed_by": text, "submitted_by": text, "submitted_at": nullable_time,
+        "created_at": time, "updated_at": time,
+    });
+    let case_required: Vec<&str> = case_props
+        .as_object()
+        .map(|m| m.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    let case_summary =
+        json!({"type": "object", "required": case_required.clone(), "properties": case_props});
+    let note = json!({"type": "object", "required": ["id", "author", "body", "created_at"], "properties": {
+        "id": {"type": "string"}, "author": {"type": "string"}, "body": {"type": "string"}, "created_at": time}});
+    let change = json!({"type": "object", "required": ["version", "field", "from", "to", "actor", "at"], "properties": {
+        "version": {"type": "integer"}, "field": {"type": "string"}, "from": text, "to": text, "actor": {"type": "string"}, "at": time}});
+    let linked = json!({"type": "object", "required": ["session_id", "flow", "decision", "risk_score", "signals", "signal_details", "blocked_by", "amount", "created_at"], "properties": {
+        "session_id": {"type": "string"}, "flow": {"type": "string"}, "decision": {"type": "string"}, "risk_score": {"type": "integer"},
+        "signals": {"type": "array", "items": {"type": "string"}}, "signal_details": {"type": "array"}, "blocked_by": text,
+        "amount": {}, "created_at": time}});
+    let mut detail = case_summary.clone();
+    let mut detail_required = case_required.clone();
+    detail_required.extend(["notes", "history", "assessments", "blocklist_entries"]);
+    detail["required"] = json!(detail_required);
+    detail["properties"]["notes"] = json!({"type": "array", "items": note});
+    detail["properties"]["history"] = json!({"type": "array", "items": change});
+    detail["properties"]["assessments"] = json!({"type": "array", "items": linked});
+    detail["properties"]["blocklist_entries"] =
+        json!({"type": "array", "items": {"$ref": "#/components/schemas/BlocklistEntry"}});
+    let by = |all: &[&str]| {
+        let props: serde_json::Map<String, Value> = all
+            .iter()
+            .map(|k| ((*k).to_owned(), json!({"type": "integer", "minimum": 0})))
+            .collect();
+        json!({"type": "object", "required": all, "properties": props})
+    };
+    let entity = json!({"type": "object", "additionalProperties": false, "properties": {
+        "name": text, "entity_code": text, "supervisor_code": text, "locality": text, "postal_code": text}});
+    let version_stats = json!({"type": "object", "required": ["version", "mode", "assessments", "fires", "labelled_fraud", "fires_labelled_fraud", "fires_confirmed_fraud", "precision", "recall"], "properties": {
+        "version": {"type": "string"}, "mode": {"type": "string"}, "assessments": {"type": "integer"}, "fires": {"type": "integer"},
+        "labelled_fraud": {"type": "integer"}, "fires_labelled_fraud": {"type": "integer"}, "fires_confirmed_fraud": {"type": "integer"},
+        "precision": {"type": ["number", "null"]}, "recall": {"type": ["number", "null"]}}});
+    vec![
+        (
+            "CaseRequest",
+            json!({"type": "object", "required": ["incident_type"], "additionalProperties": false,
+                   "properties": fields(json!({"detection_date": day}))}),
+        ),
+        (
+            "CasePatch",
+            json!({"type": "object", "additionalProperties": false, "properties": fields(json!({
+                "status": {"type": "string", "enum": STATUSES},
+                "resolution": {"anyOf": [{"type": "string", "enum": RESOLUTIONS}, {"type": "null"}]},
+            }))}),
+        ),
+        ("Case", detail),
+        (
+            "CaseList",
+            json!({"type": "object", "required": ["data", "total", "limit", "offset"], "properties": {
+                "data": {"type": "array", "items": case_summary}, "total": {"type": "integer"},
+                "limit": {"type": "integer"}, "offset": {"type": "integer"}}}),
+        ),
+        (
+            "CaseStats",
+            json!({"type": "object", "required": ["total", "by_status", "by_priority", "by_jurisdiction", "overdue", "due_soon", "due_soon_days"], "properties": {
+                "total": {"type": "integer"}, "by_status": by(STATUSES), "by_priority": by(PRIORITIES),
+                "by_jurisdiction": by(JURISDICTIONS), "overdue": {"type": "integer"}, "due_soon": {"type": "integer"},
+                "due_soon_days": {"type": "integer"}}}),
+        ),
+        (
+            "CaseNoteRequest",
+            json!({"type": "object", "required": ["body"], "additionalProperties": false, "properties": {"body": {"type": "string", "minLength": 1, "maxLength": 10000}}}),
+        ),
+        ("CaseNote", note),
+        (
+            "CaseReport",
+            json!({"type": "object", "required": ["case", "report"], "properties": {"case": case_summary, "report": {"type": "object", "required": ["format", "reference_number", "jurisdiction", "operation", "unusual_reasons", "submitted_at", "submitted_by"]}}}),
+        ),
+        (
+            "CaseSettingsRequest",
+            json!({"type": "object", "additionalProperties": false, "properties": {
+                "four_eyes": {"type": "boolean"},
+                "due_days": {"type": "object", "propertyNames": {"enum": JURISDICTIONS}, "additionalProperties": {"type": "integer", "minimum": 1, "maximum": 365}},
+                "default_jurisdiction": {"anyOf": [{"type": "string", "enum": JURISDICTIONS}, {"type": "null"}]},
+                "reporting_entity": entity}}),
+        ),
+        (
+            "CaseSettings",
+            json!({"type": "object", "required": ["four_eyes", "due_days", "default_jurisdiction", "reporting_entity"], "properties": {
+                "four_eyes": {"type": "boolean"}, "due_days": {"type": "object"},
+                "default_jurisdiction": {"type": "string", "enum": JURISDICTIONS}, "reporting_entity": {"type": "object"}}}),
+        ),
+        (
+            "FraudReportRequest",
+            json!({"type": "object", "required": ["reason"], "additionalProperties": false, "properties": {
+                "session_id": {"type": "string"}, "transaction_id": {"type": "string", "description": "alias of session_id"},
+                "external_transaction_id": {"type": "string", "description": "the assessment's payment_id"},
+                "reason": {"type": "string", "enum": REASONS}, "description": {"type": "string", "maxLength": 10000},
+                "evidence_urls": {"type": "array", "maxItems": 20, "items": {"type": "string", "format": "uri"}}}}),
+        ),
+        (
+            "FraudReport",
+            json!({"type": "object", "required": ["case_id", "reference_number", "blocklist_entries"], "properties": {
+                "case_id": {"type": "string"}, "reference_number": {"type": "string", "pattern": "^CLM-[A-Z0-9]{6}$"},
+                "blocklist_entries": {"type": "array", "items": {"$ref": "#/components/schemas/BlocklistEntry"}}}}),
+        ),
+        (
+            "RuleStats",
+            json!({"type": "object", "required": ["rule_id", "days", "since", "versions"], "properties": {
+                "rule_id": {"type": "string"}, "days": {"type": "integer"}, "since": time,
+                "versions": {"type": "array", "items": version_stats}}}),
+        ),
     ]
 }
 
@@ -1043,6 +1323,10 @@ fn error_statuses(o: &Operation) -> Vec<&'static str> {
                 "POST",
                 "/api/v1/rules/{rule_id}/versions/{version}/deactivate"
             )
+            | ("PATCH", "/api/v1/cases/{id}")
+            | ("POST", "/api/v1/cases/{id}/submit")
+            | ("POST", "/api/v1/cases")
+            | ("POST", "/api/v1/report-fraud")
     );
     if conflicts {
         codes.push("409");
@@ -1089,6 +1373,38 @@ fn query_parameters(o: &Operation) -> &'static [(&'static str, &'static str)] {
             ("type", "only this event"),
             ("limit", "1 to 1000 (default 100)"),
         ],
+        ("GET", "/api/v1/cases") => &[
+            (
+                "status",
+                "`borrador`, `en_revision`, `enviado`, `resuelto` or `archivado`",
+            ),
+            ("priority", "`baja`, `media`, `alta` or `urgente`"),
+            ("jurisdiction", "`MX`, `CL`, `BR`, `PE`, `CO`, `UY` or `AR`"),
+            (
+                "search",
+                "text in the reference, victim name or email, or description",
+            ),
+            ("from_date", "opened on or after this day (YYYY-MM-DD)"),
+            ("to_date", "opened on or before this day (YYYY-MM-DD)"),
+            (
+                "due",
+                "`overdue` or `due_soon` (open cases due within 7 days)",
+            ),
+            ("limit", "1 to 200 (default 50)"),
+            ("offset", "cases to skip (default 0)"),
+            (
+                "sort_by",
+                "`created_at` (default), `updated_at`, `due_at`, `incident_date`, `priority`, `status`, `amount` or `reference_number`",
+            ),
+            ("sort_order", "`desc` (default) or `asc`"),
+        ],
+        ("GET", "/api/v1/cases/{id}/report") => &[(
+            "format",
+            "`json` (default) or `txt` (MX: the unusual-operation report's delimited record)",
+        )],
+        ("GET", "/api/v1/rules/{rule_id}/stats") => {
+            &[("days", "the window, 1 to 365 days back (default 30)")]
+        }
         ("GET", "/api/v1/audit") => &[
             ("after", "a `seq`: entries after it"),
             ("limit", "1 to 500 (default 100)"),
@@ -1177,17 +1493,38 @@ pub fn document() -> Value {
             "Html" => ("text/html", "Text"),
             schema => ("application/json", schema),
         };
-        b = b.response(
-            o.ok.0.to_string(),
-            ResponseBuilder::new()
-                .description(status_text(o.ok.0))
-                .content(
-                    ok_type,
-                    ContentBuilder::new()
-                        .schema(Some(Ref::from_schema_name(ok_schema)))
-                        .build(),
-                ),
-        );
+        let mut ok = ResponseBuilder::new()
+            .description(status_text(o.ok.0))
+            .content(
+                ok_type,
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name(ok_schema)))
+                    .build(),
+            );
+        // A report is also served as its delimited text record.
+        if o.path == "/api/v1/cases/{id}/report" {
+            ok = ok.content(
+                "text/plain",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("Text")))
+                    .build(),
+            );
+        }
+        b = b.response(o.ok.0.to_string(), ok);
+        // Reporting an assessment again answers the first report with 200.
+        if o.path == "/api/v1/report-fraud" {
+            b = b.response(
+                "200",
+                ResponseBuilder::new()
+                    .description("Reported before: the first report's answer, nothing written")
+                    .content(
+                        "application/json",
+                        ContentBuilder::new()
+                            .schema(Some(Ref::from_schema_name(ok_schema)))
+                            .build(),
+                    ),
+            );
+        }
         for code in error_statuses(o) {
             b = b.response(code, error_response(status_text_for(code)));
         }

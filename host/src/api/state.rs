@@ -7,8 +7,8 @@ use axum::extract::FromRef;
 
 use super::{auth::AuthCache, ratelimit::RateLimits};
 use crate::{
-    assess::Assessor, config::Config, registry::TenantRules, runtime::Runtime, store::Store,
-    webhooks::Webhooks,
+    assess::Assessor, cases::Cases, config::Config, registry::TenantRules, runtime::Runtime,
+    store::Store, webhooks::Webhooks,
 };
 
 /// Shared state of a running service.
@@ -26,6 +26,8 @@ pub struct App {
     /// Webhook endpoints, the event feed (the worker runs under the
     /// supervisor).
     pub webhooks: Webhooks,
+    /// Cases, fraud reports and their labels.
+    pub cases: Cases,
 }
 
 impl std::fmt::Debug for App {
@@ -55,5 +57,11 @@ impl FromRef<App> for Arc<RateLimits> {
 impl FromRef<App> for Webhooks {
     fn from_ref(app: &App) -> Self {
         app.webhooks.clone()
+    }
+}
+
+impl FromRef<App> for Cases {
+    fn from_ref(app: &App) -> Self {
+        app.cases.clone()
     }
 }

@@ -53,6 +53,25 @@ pub fn is_payout_session_id(s: &str) -> bool {
         && tail.bytes().all(|c| LOWER_ALNUM.contains(&c))
 }
 
+/// A case's reference number: `CLM-` and 6 uppercase alphanumerics (§7).
+pub fn case_reference() -> String {
+    const UPPER_ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    let mut rng = rand::rng();
+    let tail: String = (0..6)
+        .map(|_| char::from(UPPER_ALNUM[rng.random_range(0..UPPER_ALNUM.len())]))
+        .collect();
+    format!("CLM-{tail}")
+}
+
+/// Whether `s` has the shape of a case reference number.
+pub fn is_case_reference(s: &str) -> bool {
+    s.strip_prefix("CLM-").is_some_and(|t| {
+        t.len() == 6
+            && t.bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

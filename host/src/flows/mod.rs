@@ -65,6 +65,47 @@ pub trait AssessFlow: Send + Sync + 'static {
     /// Transactions every rule of the flow can judge, that a pipeline
     /// configuration's params are tried on before it is stored.
     fn probe_transactions() -> Vec<Transaction>;
+    /// The blocklist entries a fraud report of this input adds, scoped to
+    /// this flow (§8): (list type, normalized value, severity).
+    fn fraud_entries(input: &Self::Input) -> Vec<(&'static str, String, &'static str)>;
+    /// What a case opened on this input knows about the operation.
+    fn case_facts(input: &Self::Input) -> CaseFacts;
+}
+
+/// What a case (and its regulatory report) takes from an assessment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CaseFacts {
+    /// ISO country of the operation's origin, if known.
+    pub country: Option<String>,
+    /// The counterparty the operation went to or came from.
+    pub counterparty_name: Option<String>,
+    /// The counterparty's account (CLABE, IBAN, card BIN + last four).
+    pub account: Option<String>,
+    pub email: Option<String>,
+    /// `spei`, `wire`, `card`, …
+    pub channel: Option<String>,
+    /// The bank's own id of the customer.
+    pub customer_id: Option<String>,
+}
+
+/// A stored assessment's fraud-report entries and case facts (read from
+/// its stored input); `None` for a flow this host does not know.
+#[allow(clippy::type_complexity)]
+pub fn stored_case_facts(
+    flow: &str,
+    input_json: &str,
+) -> Option<Result<(Vec<(&'static str, String, &'static str)>, CaseFacts), serde_json::Error>> {
+    fn read<F: AssessFlow>(
+        input: &str,
+    ) -> Result<(Vec<(&'static str, String, &'static str)>, CaseFacts), serde_json::Error> {
+        let input: F::Input = serde_json::from_str(input)?;
+        Ok((F::fraud_entries(&input), F::case_facts(&input)))
+    }
+    match flow {
+        Payout::NAME => Some(read::<Payout>(input_json)),
+        Payin::NAME => Some(read::<Payin>(input_json)),
+        _ => None,
+    }
 }
 
 /// The rule transaction of a stored assessment of flow `flow`, from its

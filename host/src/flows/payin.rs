@@ -572,6 +572,45 @@ impl AssessFlow for Payin {
         input.list_identifiers()
     }
 
+    /// The payer's email and IP blocked, the card's BIN flagged (§8).
+    fn fraud_entries(input: &PayinInput) -> Vec<(&'static str, String, &'static str)> {
+        use crate::domain::lists::normalize_value;
+        let pm = input.payment_method.as_ref();
+        [
+            ("email", input.email.as_deref(), "block"),
+            ("card_bin", pm.and_then(|m| m.card_bin.as_deref()), "flag"),
+            (
+                "ip_address",
+                input.device.as_ref().and_then(|d| d.ip.as_deref()),
+                "block",
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(t, v, severity)| Some((t, normalize_value(t, v?)?, severity)))
+        .collect()
+    }
+
+    fn case_facts(input: &PayinInput) -> super::CaseFacts {
+        let pm = input.payment_method.as_ref();
+        let card = pm.and_then(|m| match (&m.card_bin, &m.card_last4) {
+            (Some(bin), Some(last4)) => Some(format!("{bin}******{last4}")),
+            (Some(bin), None) => Some(format!("{bin}******")),
+            _ => None,
+        });
+        super::CaseFacts {
+            country: input
+                .billing
+                .as_ref()
+                .and_then(|b| b.country.clone())
+                .or_else(|| pm.and_then(|m| m.card_country.clone())),
+            counterparty_name: None,
+            account: card,
+            email: input.email.clone(),
+            channel: pm.and_then(|m| m.method_type.clone()),
+            customer_id: input.customer_id.clone(),
+        }
+    }
+
     fn history_key(_input: &PayinInput) -> Option<(String, String)> {
         None
     }

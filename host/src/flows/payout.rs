@@ -343,6 +343,37 @@ impl AssessFlow for Payout {
         input.payment_id.as_deref()
     }
 
+    /// The beneficiary's account and id, blocked for payouts (§8).
+    fn fraud_entries(input: &PayoutInput) -> Vec<(&'static str, String, &'static str)> {
+        use crate::domain::lists::normalize_value;
+        let b = &input.beneficiary;
+        [
+            ("clabe", &b.clabe),
+            ("iban", &b.iban),
+            ("beneficiary_id", &b.id),
+        ]
+        .into_iter()
+        .filter_map(|(t, v)| Some((t, normalize_value(t, v.as_deref()?)?, "block")))
+        .collect()
+    }
+
+    fn case_facts(input: &PayoutInput) -> super::CaseFacts {
+        let b = &input.beneficiary;
+        super::CaseFacts {
+            country: input.origin.country.clone(),
+            counterparty_name: b.name.clone(),
+            account: b
+                .clabe
+                .clone()
+                .or_else(|| b.iban.clone())
+                .or_else(|| b.account_hash.clone())
+                .or_else(|| b.id.clone()),
+            email: None,
+            channel: input.payout.channel.clone(),
+            customer_id: input.customer_id.clone(),
+        }
+    }
+
     fn idempotency_key(input: &PayoutInput) -> Option<&str> {
         input.idempotency_key.as_deref()
     }

@@ -86,9 +86,9 @@ pub struct StoredAssessment {
     pub created_at: i64,
 }
 
-const ASSESSMENT_COLUMNS: &str = "session_id, tenant_id, flow, decision, risk_score, input,     context, rules, thresholds, response, created_at";
+pub(super) const ASSESSMENT_COLUMNS: &str = "session_id, tenant_id, flow, decision, risk_score, input,     context, rules, thresholds, response, created_at";
 
-fn assessment_from_row(r: &sqlx::any::AnyRow) -> Result<StoredAssessment, StoreError> {
+pub(super) fn assessment_from_row(r: &sqlx::any::AnyRow) -> Result<StoredAssessment, StoreError> {
     Ok(StoredAssessment {
         session_id: r.try_get("session_id")?,
         tenant_id: r.try_get("tenant_id")?,

@@ -45,10 +45,10 @@ pub struct BlocklistPatch {
     pub expires_at: Option<Option<i64>>,
 }
 
-const COLUMNS: &str = "id, tenant_id, list_type, value, flow_scope, severity, reason, source, \
+pub(super) const COLUMNS: &str = "id, tenant_id, list_type, value, flow_scope, severity, reason, source, \
     is_active, expires_at, created_at, updated_at";
 
-fn from_row(r: &AnyRow) -> Result<BlocklistEntry, StoreError> {
+pub(super) fn from_row(r: &AnyRow) -> Result<BlocklistEntry, StoreError> {
     Ok(BlocklistEntry {
         id: r.try_get("id")?,
         tenant_id: r.try_get("tenant_id")?,
@@ -74,7 +74,7 @@ pub struct BulkInsert {
 }
 
 /// Binds `e`'s twelve columns, in [`COLUMNS`] order.
-fn bind_entry<'q>(
+pub(super) fn bind_entry<'q>(
     q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
     e: &'q NewBlocklistEntry,
 ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {

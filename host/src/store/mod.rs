@@ -8,6 +8,7 @@
 mod assessments;
 mod audit;
 mod blocklists;
+mod cases;
 mod commit_queue;
 mod keys;
 mod plans;
@@ -28,6 +29,11 @@ pub use assessments::{
 };
 pub use audit::{AuditBreak, AuditEntry, AuditEvent};
 pub use blocklists::{BlocklistEntry, BlocklistFilter, BlocklistPatch, NewBlocklistEntry};
+pub use cases::{
+    CaseChange, CaseCounts, CaseFilter, CaseNote, CaseRecord, CaseWrite, FraudLabel,
+    FraudReportOutcome, FraudReportWrite, OPEN_STATUSES, SORT_COLUMNS as CASE_SORT_COLUMNS,
+    StoredReport,
+};
 pub use keys::{ApiKeyRecord, AuthRecord, NewApiKey};
 pub use plans::QueryPlan;
 pub use rules::{
