@@ -160,7 +160,7 @@ impl App {
         if self.config.webhooks.deliver {
             tasks.spawn("webhook delivery", {
                 let hooks = self.webhooks.clone();
-                move |stop| delivery::run(hooks, stop)
+                move |stop| delivery::run_isolated(hooks, stop)
             });
         }
         let store = self.store.clone();

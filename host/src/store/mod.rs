@@ -41,7 +41,8 @@ pub use rules::{
 };
 pub use tenants::Tenant;
 pub use webhooks::{
-    Attempt, AttemptRecord, Claimed, Delivery, FeedEvent, QueueStats, WebhookEndpoint, WebhookPatch,
+    Attempt, AttemptRecord, Claimed, Delivery, DispatchLease, Dispatched, FeedEvent, QueueStats,
+    WebhookEndpoint, WebhookPatch,
 };
 
 /// How often the SQLite WAL is checkpointed off the write path.

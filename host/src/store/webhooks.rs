@@ -105,6 +105,39 @@ pub struct Claimed {
     pub endpoint: WebhookEndpoint,
 }
 
+/// How many deliveries a dispatch may lease to this node right away, and
+/// for how long: `room` in all, at most `per_endpoint` in flight per
+/// endpoint (`in_flight` counts what is already out).
+#[derive(Debug)]
+pub struct DispatchLease<'a> {
+    pub until: i64,
+    pub room: usize,
+    pub per_endpoint: usize,
+    pub in_flight: &'a mut HashMap<String, usize>,
+}
+
+impl DispatchLease<'_> {
+    /// Takes a slot for `endpoint`, if there is one.
+    fn take(&mut self, endpoint: &str) -> bool {
+        let n = self.in_flight.get(endpoint).copied().unwrap_or(0);
+        if self.room == 0 || n >= self.per_endpoint {
+            return false;
+        }
+        self.room -= 1;
+        self.in_flight.insert(endpoint.to_owned(), n + 1);
+        true
+    }
+}
+
+/// What a dispatch did.
+#[derive(Debug, Default)]
+pub struct Dispatched {
+    /// Events numbered.
+    pub numbered: usize,
+    /// Deliveries created leased to this node, to send now.
+    pub leased: Vec<Claimed>,
+}
+
 /// What became of an attempt, for [`Store::record_attempts`].
 #[derive(Debug, Clone)]
 pub struct AttemptRecord {
@@ -450,28 +483,79 @@ impl Store {
     /// order of creation, and creates a delivery for each active endpoint
     /// subscribed to each, in one transaction. On PostgreSQL the events are
     /// claimed with `SKIP LOCKED` and each tenant's counter row is locked,
-    /// so nodes dispatching at once never share a number. Returns how
-    /// many events it numbered.
-    pub async fn dispatch_events(&self, limit: i64, now: i64) -> Result<usize, StoreError> {
-        let pg = self.backend == Backend::Postgres;
+    /// so nodes dispatching at once never share a number.
+    ///
+    /// The deliveries `lease` has room for are created already leased to
+    /// this node and returned, ready to send: the common case (a fresh
+    /// event, an endpoint with free slots) needs no separate claim. The
+    /// rest are created due now, for a claim.
+    pub async fn dispatch_events(
+        &self,
+        limit: i64,
+        now: i64,
+        lease: &mut DispatchLease<'_>,
+    ) -> Result<Dispatched, StoreError> {
         let mut tx = self.writer.begin().await?;
+        let dispatched = self.dispatch_in(&mut tx, limit, now, lease).await?;
+        tx.commit().await?;
+        Ok(dispatched)
+    }
+
+    /// One turn of a node's delivery worker in one transaction (one
+    /// fsync, one hold of SQLite's write lock): records the outcomes of
+    /// finished attempts ([`Store::record_attempts`]), then dispatches
+    /// ([`Store::dispatch_events`]).
+    pub async fn webhook_turn(
+        &self,
+        records: &[AttemptRecord],
+        disable_failing_before: i64,
+        limit: i64,
+        now: i64,
+        lease: &mut DispatchLease<'_>,
+    ) -> Result<Dispatched, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        if !records.is_empty() {
+            Self::record_in(&mut tx, records, now, disable_failing_before).await?;
+        }
+        let dispatched = self.dispatch_in(&mut tx, limit, now, lease).await?;
+        tx.commit().await?;
+        Ok(dispatched)
+    }
+
+    /// [`Store::dispatch_events`] inside `tx`.
+    async fn dispatch_in(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        limit: i64,
+        now: i64,
+        lease: &mut DispatchLease<'_>,
+    ) -> Result<Dispatched, StoreError> {
+        let pg = self.backend == Backend::Postgres;
         let rows = sqlx::query(if pg {
-            "SELECT id, tenant_id, event FROM outbox WHERE delivered_at IS NULL \
-             ORDER BY created_at, id LIMIT $1 FOR UPDATE SKIP LOCKED"
+            "SELECT id, tenant_id, event, payload, created_at FROM outbox \
+             WHERE delivered_at IS NULL ORDER BY created_at, id LIMIT $1 FOR UPDATE SKIP LOCKED"
         } else {
-            "SELECT id, tenant_id, event FROM outbox WHERE delivered_at IS NULL \
-             ORDER BY created_at, id LIMIT $1"
+            "SELECT id, tenant_id, event, payload, created_at FROM outbox \
+             WHERE delivered_at IS NULL ORDER BY created_at, id LIMIT $1"
         })
         .bind(limit)
-        .fetch_all(&mut *tx)
+        .fetch_all(&mut **tx)
         .await?;
+        let mut dispatched = Dispatched::default();
         if rows.is_empty() {
-            return Ok(0);
+            return Ok(dispatched);
         }
+        dispatched.numbered = rows.len();
         let mut by_tenant: Vec<(String, Vec<(String, String)>)> = Vec::new();
+        let mut bodies: HashMap<String, (String, i64)> = HashMap::with_capacity(rows.len());
         for r in &rows {
             let tenant: String = r.try_get("tenant_id")?;
-            let pair = (r.try_get("id")?, r.try_get("event")?);
+            let id: String = r.try_get("id")?;
+            bodies.insert(
+                id.clone(),
+                (r.try_get("payload")?, r.try_get("created_at")?),
+            );
+            let pair = (id, r.try_get("event")?);
             match by_tenant.iter_mut().find(|(t, _)| *t == tenant) {
                 Some((_, events)) => events.push(pair),
                 None => by_tenant.push((tenant, vec![pair])),
@@ -485,7 +569,7 @@ impl Store {
                  VALUES ($1, 0, '') ON CONFLICT (tenant_id) DO NOTHING",
             )
             .bind(tenant)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
             let row = sqlx::query(if pg {
                 "SELECT last_sequence, last_id FROM event_sequences WHERE tenant_id = $1 FOR UPDATE"
@@ -493,7 +577,7 @@ impl Store {
                 "SELECT last_sequence, last_id FROM event_sequences WHERE tenant_id = $1"
             })
             .bind(tenant)
-            .fetch_one(&mut *tx)
+            .fetch_one(&mut **tx)
             .await?;
             let mut sequence: i64 = row.try_get("last_sequence")?;
             let mut previous: String = row.try_get("last_id")?;
@@ -509,7 +593,7 @@ impl Store {
                 previous.clone_from(id);
             }
             for chunk in numbered.chunks(CASE_ROWS) {
-                number_events(&mut tx, chunk, now).await?;
+                number_events(tx, chunk, now).await?;
             }
             sqlx::query(
                 "UPDATE event_sequences SET last_sequence = $2, last_id = $3 WHERE tenant_id = $1",
@@ -517,28 +601,71 @@ impl Store {
             .bind(tenant)
             .bind(sequence)
             .bind(&previous)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
             let endpoints: Vec<WebhookEndpoint> = sqlx::query(&format!(
                 "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints \
                  WHERE tenant_id = $1 AND is_active = 1"
             ))
             .bind(tenant)
-            .fetch_all(&mut *tx)
+            .fetch_all(&mut **tx)
             .await?
             .iter()
             .map(endpoint_from_row)
             .collect::<Result<_, _>>()?;
-            let mut fan_out = Vec::new();
-            for (id, event) in events {
+            let mut fan_out: Vec<NewDelivery<'_>> = Vec::new();
+            let mut leased: Vec<Claimed> = Vec::new();
+            for (n, (id, event)) in events.iter().enumerate() {
                 for e in endpoints.iter().filter(|e| e.wants(event)) {
-                    fan_out.push((e.id.as_str(), id.as_str(), event.as_str()));
+                    let delivery_id = crate::domain::ids::object_id("whd");
+                    let due = if lease.take(&e.id) {
+                        let (payload, created_at) = bodies.get(id).cloned().unwrap_or_default();
+                        let (_, sequence, previous_id) = &numbered[n];
+                        leased.push(Claimed {
+                            delivery_id: delivery_id.clone(),
+                            tenant_id: tenant.clone(),
+                            endpoint_id: e.id.clone(),
+                            attempts: 0,
+                            lease_until: lease.until,
+                            event: FeedEvent {
+                                id: id.clone(),
+                                event: event.clone(),
+                                payload: payload.clone(),
+                                sequence: *sequence,
+                                previous_id: previous_id.clone(),
+                                created_at,
+                            },
+                            endpoint: e.clone(),
+                        });
+                        lease.until
+                    } else {
+                        now
+                    };
+                    fan_out.push((delivery_id, e.id.as_str(), id.as_str(), event.as_str(), due));
                 }
             }
-            insert_deliveries(&mut tx, tenant, &fan_out, now).await?;
+            let inserted = insert_deliveries(tx, tenant, &fan_out, now).await?;
+            dispatched.leased.extend(
+                leased
+                    .into_iter()
+                    .filter(|c| inserted.contains(&c.delivery_id)),
+            );
         }
-        tx.commit().await?;
-        Ok(rows.len())
+        Ok(dispatched)
+    }
+
+    /// Whether any delivery of an active endpoint is due (a read, so an
+    /// idle worker does not take the write lock to find nothing to claim).
+    pub async fn deliveries_due(&self, now: i64) -> Result<bool, StoreError> {
+        Ok(sqlx::query(
+            "SELECT 1 AS due FROM webhook_deliveries d WHERE d.status = 'pending' \
+             AND d.next_attempt_at <= $1 AND EXISTS (SELECT 1 FROM webhook_endpoints e \
+             WHERE e.id = d.endpoint_id AND e.is_active = 1) LIMIT 1",
+        )
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?
+        .is_some())
     }
 
     /// Claims up to `limit` due deliveries of active endpoints, except
@@ -676,6 +803,18 @@ impl Store {
             return Ok(());
         }
         let mut tx = self.writer.begin().await?;
+        Self::record_in(&mut tx, records, now, disable_failing_before).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// [`Store::record_attempts`] inside `tx`.
+    async fn record_in(
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        records: &[AttemptRecord],
+        now: i64,
+        disable_failing_before: i64,
+    ) -> Result<(), StoreError> {
         for chunk in records.chunks(CASE_ROWS) {
             let sql = format!(
                 "INSERT INTO webhook_attempts (delivery_id, attempt, tenant_id, at_ms, status_code, \
@@ -696,7 +835,7 @@ impl Store {
                     .bind(&a.error)
                     .bind(&a.response_head);
             }
-            q.execute(&mut *tx).await?;
+            q.execute(&mut **tx).await?;
             // $1 = now; then (id, status, attempts, next, last at, last
             // status, last error, lease) per row. A delivery whose lease
             // changed (retried or recovered meanwhile) keeps its new state.
@@ -727,7 +866,7 @@ impl Store {
                     .bind(&a.error)
                     .bind(rec.lease_until);
             }
-            q.execute(&mut *tx).await?;
+            q.execute(&mut **tx).await?;
         }
         // Per endpoint, in one order (two nodes' batches never deadlock):
         // the streak after this batch's attempts, oldest first.
@@ -752,7 +891,7 @@ impl Store {
                 .bind(endpoint)
                 .bind(failures_after.len() as i64)
                 .bind(failures_after.first().map(|r| r.attempt.at_ms))
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await?;
             } else {
                 sqlx::query(
@@ -762,7 +901,7 @@ impl Store {
                 .bind(endpoint)
                 .bind(failures_after.len() as i64)
                 .bind(failures_after.first().map(|r| r.attempt.at_ms))
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await?;
             }
             if !failures_after.is_empty() {
@@ -775,7 +914,7 @@ impl Store {
                 .bind(endpoint)
                 .bind(disable_failing_before)
                 .bind(now)
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await?;
             }
             if let Some(reason) = recs.iter().rev().find_map(|r| r.disable.as_deref()) {
@@ -786,11 +925,10 @@ impl Store {
                 .bind(endpoint)
                 .bind(reason)
                 .bind(now)
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await?;
             }
         }
-        tx.commit().await?;
         Ok(())
     }
 
@@ -925,9 +1063,17 @@ impl Store {
             }
             q.execute(&mut *tx).await?;
         }
-        let fan_out: Vec<(&str, &str, &str)> = wanted
+        let fan_out: Vec<NewDelivery<'_>> = wanted
             .iter()
-            .map(|(id, event)| (endpoint.id.as_str(), id.as_str(), event.as_str()))
+            .map(|(id, event)| {
+                (
+                    crate::domain::ids::object_id("whd"),
+                    endpoint.id.as_str(),
+                    id.as_str(),
+                    event.as_str(),
+                    now,
+                )
+            })
             .collect();
         insert_deliveries(&mut tx, &endpoint.tenant_id, &fan_out, now).await?;
         tx.commit().await?;
@@ -1056,34 +1202,42 @@ async fn finish_change(
     Ok(endpoint)
 }
 
-/// Inserts a pending delivery, due at `now`, per (endpoint, event id,
-/// event name); an existing (endpoint, event) pair is left alone.
+/// One delivery to insert: its id, endpoint, event id and name, and when
+/// it is due (now, or the end of the lease of the node about to send it).
+type NewDelivery<'a> = (String, &'a str, &'a str, &'a str, i64);
+
+/// Inserts pending deliveries; an existing (endpoint, event) pair is left
+/// alone. Returns the ids inserted.
 async fn insert_deliveries(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     tenant_id: &str,
-    fan_out: &[(&str, &str, &str)],
+    rows: &[NewDelivery<'_>],
     now: i64,
-) -> Result<(), StoreError> {
-    for chunk in fan_out.chunks(INSERT_ROWS) {
+) -> Result<HashSet<String>, StoreError> {
+    let mut inserted = HashSet::with_capacity(rows.len());
+    for chunk in rows.chunks(INSERT_ROWS) {
         let sql = format!(
-            "INSERT INTO webhook_deliveries (id, tenant_id, endpoint_id, event_id, event, status, \
-             attempts, next_attempt_at, created_at, updated_at) VALUES {} \
-             ON CONFLICT (endpoint_id, event_id) DO NOTHING",
-            values(chunk.len(), 5, ", 'pending', 0, $0, $0, $0")
+            "INSERT INTO webhook_deliveries (id, tenant_id, endpoint_id, event_id, event, \
+             next_attempt_at, status, attempts, created_at, updated_at) VALUES {} \
+             ON CONFLICT (endpoint_id, event_id) DO NOTHING RETURNING id",
+            values(chunk.len(), 6, ", 'pending', 0, $0, $0")
         );
         // `values` numbers from 1; the shared time goes last.
-        let last = chunk.len() * 5 + 1;
+        let last = chunk.len() * 6 + 1;
         let sql = sql.replace("$0", &format!("${last}"));
         let mut q = sqlx::query(&sql);
-        for (endpoint_id, event_id, event) in chunk {
+        for (id, endpoint_id, event_id, event, due) in chunk {
             q = q
-                .bind(crate::domain::ids::object_id("whd"))
+                .bind(id.as_str())
                 .bind(tenant_id)
                 .bind(*endpoint_id)
                 .bind(*event_id)
-                .bind(*event);
+                .bind(*event)
+                .bind(*due);
         }
-        q.bind(now).execute(&mut **tx).await?;
+        for r in q.bind(now).fetch_all(&mut **tx).await? {
+            inserted.insert(r.try_get("id")?);
+        }
     }
-    Ok(())
+    Ok(inserted)
 }

@@ -1,16 +1,19 @@
 //! The delivery worker, one per node under the task supervisor.
 //!
 //! Each turn it (1) dispatches: numbers new outbox events and fans them
-//! out as deliveries (`Store::dispatch_events`); (2) claims due deliveries
+//! out as deliveries (`Store::dispatch_events`), those it has room for
+//! created already leased to this node and sent at once; (2) when a read
+//! finds any due (retries, recoveries, overflow), claims due deliveries
 //! of active endpoints, leasing each for twice the timeout plus a margin (on
 //! PostgreSQL with `SKIP LOCKED`, so several nodes share the work and an
 //! event is in flight on one node at a time; a node killed mid-attempt
 //! leaves the lease to run out and the delivery due again: at least once);
 //! (3) sends each claimed delivery in its own task, at most
 //! `endpoint_concurrency` per endpoint and `concurrency` in all, so a slow
-//! or dead endpoint only ever holds its own slots. Outcomes go to one
-//! recorder that writes them in batches (attempt log, delivery state,
-//! endpoint failure streak) — one transaction per batch, not per attempt.
+//! or dead endpoint only ever holds its own slots. Outcomes are recorded
+//! at the next turn (attempt log, delivery state, endpoint failure streak)
+//! in the dispatch's own transaction: one transaction, one fsync, one hold
+//! of SQLite's write lock per turn, not per attempt.
 //!
 //! A 2xx within the timeout is delivered; redirects are not followed; 410
 //! disables the endpoint; 429 and 503 with `Retry-After` are retried then;
@@ -30,7 +33,7 @@ use tokio::{sync::mpsc, task::JoinSet};
 use super::{Webhooks, body, signing, target};
 use crate::{
     domain::now_ms,
-    store::{Attempt, AttemptRecord, Claimed, Store},
+    store::{Attempt, AttemptRecord, Claimed, DispatchLease, Store},
     tasks::Stop,
 };
 
@@ -42,11 +45,8 @@ const DISPATCH_BATCH: i64 = 500;
 /// delivery a dead node held goes out again soon.
 const LEASE_MARGIN_MS: i64 = 5_000;
 
-/// Attempts written per recorder transaction, at most.
+/// Attempt outcomes recorded per turn, at most.
 const RECORD_BATCH: usize = 500;
-
-/// How long the recorder gathers attempts before writing them.
-const RECORD_WINDOW: Duration = Duration::from_millis(100);
 
 /// Bytes of a response kept in the attempt log.
 const RESPONSE_HEAD: usize = 512;
@@ -79,6 +79,40 @@ pub fn client(hooks: &Webhooks) -> reqwest::Result<reqwest::Client> {
         .build()
 }
 
+/// Runs the worker ([`run`]) where it least delays requests, until it
+/// ends. On SQLite, on a thread and runtime of its own: a burst of
+/// deliveries then never occupies the request-serving workers (the
+/// operating system shares the CPU between them instead of request tasks
+/// queueing behind delivery tasks), and SQLite connections are threads of
+/// their own, usable from any runtime. On PostgreSQL, on the shared
+/// runtime: a pooled connection is socket I/O registered with the runtime
+/// that opened it, and one opened by a separate runtime would wake its
+/// later users only when that runtime's thread is idle.
+pub async fn run_isolated(hooks: Webhooks, stop: Stop) {
+    if hooks.store().backend() != crate::store::Backend::Sqlite {
+        return run(hooks, stop).await;
+    }
+    let (done, finished) = tokio::sync::oneshot::channel::<()>();
+    let spawned = std::thread::Builder::new()
+        .name("aduana-webhooks".into())
+        .spawn(move || {
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime.block_on(run(hooks, stop)),
+                Err(e) => tracing::error!(error = %e, "webhook delivery disabled: no runtime"),
+            }
+            let _ = done.send(());
+        });
+    match spawned {
+        Ok(_) => {
+            let _ = finished.await;
+        }
+        Err(e) => tracing::error!(error = %e, "webhook delivery disabled: no thread"),
+    }
+}
+
 /// Runs the worker until `stop`; then lets attempts in flight finish and
 /// records them (the supervisor aborts whatever outlasts its grace; their
 /// leases make them due again).
@@ -91,12 +125,10 @@ pub async fn run(hooks: Webhooks, mut stop: Stop) {
         }
     };
     let cfg = hooks.config().clone();
-    let (tx, rx) = mpsc::unbounded_channel();
-    let recorder = tokio::spawn(record(
-        hooks.store().clone(),
-        rx,
-        i64::try_from(cfg.disable_after.as_millis()).unwrap_or(i64::MAX),
-    ));
+    let disable_after_ms = i64::try_from(cfg.disable_after.as_millis()).unwrap_or(i64::MAX);
+    // Finished attempts wait here for the next turn's transaction.
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let mut finished: Vec<AttemptRecord> = Vec::new();
     let inflight: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
     let mut tasks = JoinSet::new();
     let (mut last_stats, mut last_prune) = (0_i64, 0_i64);
@@ -104,20 +136,50 @@ pub async fn run(hooks: Webhooks, mut stop: Stop) {
     let timeout_ms = i64::try_from(cfg.timeout.as_millis()).unwrap_or(i64::MAX);
     loop {
         while tasks.try_join_next().is_some() {}
+        while let Ok(r) = rx.try_recv() {
+            finished.push(r);
+        }
         let now = now_ms();
         let mut more = false;
-        match hooks.store().dispatch_events(DISPATCH_BATCH, now).await {
-            Ok(n) => more |= n as i64 == DISPATCH_BATCH,
+        let lease_until = now.saturating_add(2 * timeout_ms + LEASE_MARGIN_MS);
+        let mut counts = lock(&inflight).clone();
+        let mut lease = DispatchLease {
+            until: lease_until,
+            room: cfg.concurrency.saturating_sub(tasks.len()),
+            per_endpoint: cfg.endpoint_concurrency,
+            in_flight: &mut counts,
+        };
+        let recording = finished.len().min(RECORD_BATCH);
+        match hooks
+            .store()
+            .webhook_turn(
+                &finished[..recording],
+                now.saturating_sub(disable_after_ms),
+                DISPATCH_BATCH,
+                now,
+                &mut lease,
+            )
+            .await
+        {
+            Ok(d) => {
+                finished.drain(..recording);
+                more |= d.numbered as i64 == DISPATCH_BATCH || !finished.is_empty();
+                for c in d.leased {
+                    spawn_attempt(&mut tasks, &hooks, &client, &tx, &inflight, c);
+                }
+            }
+            // Outcomes not recorded stay for the next turn (and, should
+            // the node stop first, their leases make them due again).
             Err(e) => tracing::warn!(error = %e, "webhook dispatch failed; retrying"),
         }
         let room = cfg.concurrency.saturating_sub(tasks.len());
-        if room > 0 {
+        // Retries, recoveries and what the dispatch had no room for.
+        if room > 0 && hooks.store().deliveries_due(now).await.unwrap_or(true) {
             let busy: Vec<String> = lock(&inflight)
                 .iter()
                 .filter(|(_, n)| **n >= cfg.endpoint_concurrency)
                 .map(|(id, _)| id.clone())
                 .collect();
-            let lease_until = now.saturating_add(2 * timeout_ms + LEASE_MARGIN_MS);
             match hooks
                 .store()
                 .claim_deliveries(now, lease_until, room as i64, &busy)
@@ -126,25 +188,7 @@ pub async fn run(hooks: Webhooks, mut stop: Stop) {
                 Ok(claimed) => {
                     more |= claimed.len() == room;
                     for c in claimed {
-                        *lock(&inflight).entry(c.endpoint_id.clone()).or_default() += 1;
-                        let (hooks, client, tx, inflight) = (
-                            hooks.clone(),
-                            client.clone(),
-                            tx.clone(),
-                            Arc::clone(&inflight),
-                        );
-                        tasks.spawn(async move {
-                            let endpoint = c.endpoint_id.clone();
-                            let record = attempt(&hooks, &client, c).await;
-                            let _ = tx.send(record);
-                            let mut map = lock(&inflight);
-                            if let Some(n) = map.get_mut(&endpoint) {
-                                *n -= 1;
-                                if *n == 0 {
-                                    map.remove(&endpoint);
-                                }
-                            }
-                        });
+                        spawn_attempt(&mut tasks, &hooks, &client, &tx, &inflight, c);
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "claiming webhook deliveries failed"),
@@ -184,53 +228,60 @@ pub async fn run(hooks: Webhooks, mut stop: Stop) {
     }
     while tasks.join_next().await.is_some() {}
     drop(tx);
-    let _ = recorder.await;
+    while let Some(r) = rx.recv().await {
+        finished.push(r);
+    }
+    for chunk in finished.chunks(RECORD_BATCH) {
+        for tries in 1..=3 {
+            let now = now_ms();
+            match hooks
+                .store()
+                .record_attempts(chunk, now, now.saturating_sub(disable_after_ms))
+                .await
+            {
+                Ok(()) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, tries, "recording webhook attempts at shutdown failed");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    }
+}
+
+/// Sends `c` in a task of its own, counting it against its endpoint's
+/// slots until it is done; its outcome goes to the recorder.
+fn spawn_attempt(
+    tasks: &mut JoinSet<()>,
+    hooks: &Webhooks,
+    client: &reqwest::Client,
+    tx: &mpsc::UnboundedSender<AttemptRecord>,
+    inflight: &Arc<Mutex<HashMap<String, usize>>>,
+    c: Claimed,
+) {
+    *lock(inflight).entry(c.endpoint_id.clone()).or_default() += 1;
+    let (hooks, client, tx, inflight) = (
+        hooks.clone(),
+        client.clone(),
+        tx.clone(),
+        Arc::clone(inflight),
+    );
+    tasks.spawn(async move {
+        let endpoint = c.endpoint_id.clone();
+        let record = attempt(&hooks, &client, c).await;
+        let _ = tx.send(record);
+        let mut map = lock(&inflight);
+        if let Some(n) = map.get_mut(&endpoint) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&endpoint);
+            }
+        }
+    });
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// Writes attempt outcomes in batches until every sender is gone.
-async fn record(
-    store: Store,
-    mut rx: mpsc::UnboundedReceiver<AttemptRecord>,
-    disable_after_ms: i64,
-) {
-    let mut batch = Vec::with_capacity(RECORD_BATCH);
-    while let Some(first) = rx.recv().await {
-        batch.push(first);
-        // Gather for a moment: one transaction (one fsync) per batch,
-        // not per attempt, keeps the write lock for assessments.
-        let until = tokio::time::Instant::now() + RECORD_WINDOW;
-        while batch.len() < RECORD_BATCH {
-            match tokio::time::timeout_at(until, rx.recv()).await {
-                Ok(Some(r)) => batch.push(r),
-                Ok(None) | Err(_) => break,
-            }
-        }
-        let mut tries = 0;
-        loop {
-            let now = now_ms();
-            match store
-                .record_attempts(&batch, now, now.saturating_sub(disable_after_ms))
-                .await
-            {
-                Ok(()) => break,
-                Err(e) if tries < 30 => {
-                    tries += 1;
-                    tracing::warn!(error = %e, "recording webhook attempts failed; retrying");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-                Err(e) => {
-                    // Their leases run out and they are sent again.
-                    tracing::error!(error = %e, lost = batch.len(), "giving up recording webhook attempts");
-                    break;
-                }
-            }
-        }
-        batch.clear();
-    }
 }
 
 /// Refreshes the queue gauges and the failure streaks (`failing`: the
