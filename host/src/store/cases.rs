@@ -270,44 +270,52 @@ async fn insert_outbox(
     Ok(())
 }
 
+/// Binds `c`'s 27 columns, in [`CASE_COLUMNS`] order.
+fn bind_case<'q>(
+    q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    c: &'q CaseRecord,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    q.bind(&c.id)
+        .bind(&c.tenant_id)
+        .bind(&c.reference_number)
+        .bind(&c.status)
+        .bind(&c.priority)
+        .bind(c.priority_rank)
+        .bind(&c.jurisdiction)
+        .bind(&c.incident_type)
+        .bind(c.incident_date)
+        .bind(c.detected_at)
+        .bind(c.due_at)
+        .bind(c.amount_minor)
+        .bind(&c.currency)
+        .bind(&c.victim_name)
+        .bind(&c.victim_email)
+        .bind(&c.description)
+        .bind(&c.unusual_reasons)
+        .bind(&c.subject)
+        .bind(&c.resolution)
+        .bind(&c.source)
+        .bind(c.version)
+        .bind(&c.created_by)
+        .bind(&c.reviewed_by)
+        .bind(&c.submitted_by)
+        .bind(c.submitted_at)
+        .bind(c.created_at)
+        .bind(c.updated_at)
+}
+
 async fn insert_case(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     c: &CaseRecord,
 ) -> Result<(), StoreError> {
-    sqlx::query(&format!(
+    let sql = format!(
         "INSERT INTO cases ({CASE_COLUMNS}) VALUES {}",
         values(1, 27, "")
-    ))
-    .bind(&c.id)
-    .bind(&c.tenant_id)
-    .bind(&c.reference_number)
-    .bind(&c.status)
-    .bind(&c.priority)
-    .bind(c.priority_rank)
-    .bind(&c.jurisdiction)
-    .bind(&c.incident_type)
-    .bind(c.incident_date)
-    .bind(c.detected_at)
-    .bind(c.due_at)
-    .bind(c.amount_minor)
-    .bind(&c.currency)
-    .bind(&c.victim_name)
-    .bind(&c.victim_email)
-    .bind(&c.description)
-    .bind(&c.unusual_reasons)
-    .bind(&c.subject)
-    .bind(&c.resolution)
-    .bind(&c.source)
-    .bind(c.version)
-    .bind(&c.created_by)
-    .bind(&c.reviewed_by)
-    .bind(&c.submitted_by)
-    .bind(c.submitted_at)
-    .bind(c.created_at)
-    .bind(c.updated_at)
-    .execute(&mut **tx)
-    .await
-    .map_err(StoreError::from_write)?;
+    );
+    bind_case(sqlx::query(&sql), c)
+        .execute(&mut **tx)
+        .await
+        .map_err(StoreError::from_write)?;
     // The first history row: the case came to be, in its first status.
     insert_history(
         tx,
@@ -424,39 +432,22 @@ impl Store {
     pub async fn update_case(&self, w: &CaseWrite<'_>) -> Result<bool, StoreError> {
         let c = w.case;
         let mut tx = self.writer.begin().await?;
-        let done = sqlx::query(
-            "UPDATE cases SET status = $1, priority = $2, priority_rank = $3, jurisdiction = $4, \
-             incident_type = $5, incident_date = $6, due_at = $7, amount_minor = $8, \
-             currency = $9, victim_name = $10, victim_email = $11, description = $12, \
-             unusual_reasons = $13, resolution = $14, version = $15, reviewed_by = $16, \
-             submitted_by = $17, submitted_at = $18, updated_at = $19, subject = $20 \
-             WHERE tenant_id = $21 AND id = $22 AND version = $23",
-        )
-        .bind(&c.status)
-        .bind(&c.priority)
-        .bind(c.priority_rank)
-        .bind(&c.jurisdiction)
-        .bind(&c.incident_type)
-        .bind(c.incident_date)
-        .bind(c.due_at)
-        .bind(c.amount_minor)
-        .bind(&c.currency)
-        .bind(&c.victim_name)
-        .bind(&c.victim_email)
-        .bind(&c.description)
-        .bind(&c.unusual_reasons)
-        .bind(&c.resolution)
-        .bind(c.version)
-        .bind(&c.reviewed_by)
-        .bind(&c.submitted_by)
-        .bind(c.submitted_at)
-        .bind(c.updated_at)
-        .bind(&c.subject)
-        .bind(&c.tenant_id)
-        .bind(&c.id)
-        .bind(w.expected_version)
-        .execute(&mut *tx)
-        .await?;
+        // Every column from the new record, if the version read is current.
+        let assignments: Vec<String> = CASE_COLUMNS
+            .split(',')
+            .enumerate()
+            .map(|(i, column)| format!("{} = ${}", column.trim(), i + 1))
+            .collect();
+        let sql = format!(
+            "UPDATE cases SET {} WHERE tenant_id = $28 AND id = $29 AND version = $30",
+            assignments.join(", ")
+        );
+        let done = bind_case(sqlx::query(&sql), c)
+            .bind(&c.tenant_id)
+            .bind(&c.id)
+            .bind(w.expected_version)
+            .execute(&mut *tx)
+            .await?;
         if done.rows_affected() != 1 {
             tx.rollback().await?;
             return Ok(false);
