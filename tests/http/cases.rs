@@ -875,6 +875,11 @@ async fn report_fraud_labels_blocks_and_opens_a_case(db: Db) {
     assert_eq!(s, 200, "{v}");
     let (_, stats) = t.get("/api/v1/rules/payout-integrity/stats", &a.key).await;
     assert_eq!(stats["versions"][0]["fires_confirmed_fraud"], 1, "{stats}");
+    let (_, case) = t.get(&case_path, &a.key).await;
+    assert!(
+        case["fraud_reports"][0]["confirmed_at"].is_string(),
+        "{case}"
+    );
 
     // Pay-in: email and IP blocked, the BIN flagged, scoped to pay-in.
     let (s, v) = t

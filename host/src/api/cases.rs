@@ -26,7 +26,7 @@ use crate::{
         major,
     },
     domain::{now_ms, rfc3339_ms},
-    store::{BlocklistEntry, CaseChange, CaseNote, CaseRecord, StoredAssessment},
+    store::{BlocklistEntry, CaseChange, CaseNote, CaseRecord, FraudLabel, StoredAssessment},
 };
 
 pub fn router() -> Router<App> {
@@ -120,6 +120,20 @@ fn entry_json(e: &BlocklistEntry) -> Value {
     super::blocklists::entry_json(e)
 }
 
+fn label_json(l: &FraudLabel) -> Value {
+    let evidence: Value = serde_json::from_str(&l.evidence_urls).unwrap_or_else(|_| json!([]));
+    json!({
+        "session_id": l.session_id,
+        "flow": l.flow,
+        "reason": l.reason,
+        "description": l.description,
+        "evidence_urls": evidence,
+        "reported_by": l.reported_by,
+        "reported_at": rfc3339_ms(l.created_at),
+        "confirmed_at": l.confirmed_at.map(rfc3339_ms),
+    })
+}
+
 fn detail_json(d: &CaseDetail, now: i64) -> Value {
     let mut v = case_json(&d.case, now);
     if let Value::Object(map) = &mut v {
@@ -135,6 +149,10 @@ fn detail_json(d: &CaseDetail, now: i64) -> Value {
         map.insert(
             "blocklist_entries".into(),
             d.blocklist_entries.iter().map(entry_json).collect(),
+        );
+        map.insert(
+            "fraud_reports".into(),
+            d.fraud_reports.iter().map(label_json).collect(),
         );
     }
     v

@@ -1173,7 +1173,13 @@ fn case_schemas(
         "amount": {}, "created_at": time}});
     let mut detail = case_summary.clone();
     let mut detail_required = case_required.clone();
-    detail_required.extend(["notes", "history", "assessments", "blocklist_entries"]);
+    detail_required.extend([
+        "notes",
+        "history",
+        "assessments",
+        "blocklist_entries",
+        "fraud_reports",
+    ]);
     detail["required"] = json!(detail_required);
     detail["properties"]["notes"] = json!({"type": "array", "items": note});
     detail["properties"]["history"] = json!({"type": "array", "items": change});

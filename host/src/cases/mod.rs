@@ -21,7 +21,7 @@ use crate::{
     events::{CaseEvent, Event, FraudConfirmedEvent},
     store::{
         AuditEvent, BlocklistEntry, CaseChange, CaseCounts, CaseFilter, CaseNote, CaseRecord,
-        CaseWrite, Store, StoreError, StoredAssessment, StoredReport,
+        CaseWrite, FraudLabel, Store, StoreError, StoredAssessment, StoredReport,
     },
 };
 
@@ -466,6 +466,8 @@ pub struct CaseDetail {
     pub history: Vec<CaseChange>,
     pub assessments: Vec<StoredAssessment>,
     pub blocklist_entries: Vec<BlocklistEntry>,
+    /// The fraud reports behind the case (reason, evidence, who reported).
+    pub fraud_reports: Vec<FraudLabel>,
 }
 
 /// What a listing asks for, as sent.
@@ -684,6 +686,7 @@ impl Cases {
                 .store
                 .case_blocklist_entries(tenant_id, &case.id)
                 .await?,
+            fraud_reports: self.store.case_fraud_labels(tenant_id, &case.id).await?,
             case,
         })
     }
@@ -933,6 +936,7 @@ impl Cases {
                 notes: Vec::new(),
                 history: Vec::new(),
                 blocklist_entries: Vec::new(),
+                fraud_reports: Vec::new(),
                 case: next.clone(),
             };
             let doc = report::build(&detail, &settings, actor, now);

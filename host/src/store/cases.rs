@@ -824,6 +824,25 @@ impl Store {
         .transpose()
     }
 
+    /// The fraud reports (labels) that opened or feed a case of `tenant_id`.
+    pub async fn case_fraud_labels(
+        &self,
+        tenant_id: &str,
+        case_id: &str,
+    ) -> Result<Vec<FraudLabel>, StoreError> {
+        sqlx::query(&format!(
+            "SELECT {LABEL_COLUMNS} FROM fraud_labels WHERE tenant_id = $1 AND case_id = $2 \
+             ORDER BY created_at, session_id"
+        ))
+        .bind(tenant_id)
+        .bind(case_id)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(label_from_row)
+        .collect()
+    }
+
     /// The tenant's labels of assessments made at or after `since`.
     pub async fn fraud_labels_since(
         &self,
