@@ -136,8 +136,6 @@ pub struct Dispatched {
     pub numbered: usize,
     /// Deliveries created leased to this node, to send now.
     pub leased: Vec<Claimed>,
-    /// Deliveries created due now, for a claim (no room to lease them).
-    pub overflow: usize,
 }
 
 /// What became of an attempt, for [`Store::record_attempts`].
@@ -641,7 +639,6 @@ impl Store {
                         });
                         lease.until
                     } else {
-                        dispatched.overflow += 1;
                         now
                     };
                     fan_out.push((delivery_id, e.id.as_str(), id.as_str(), event.as_str(), due));

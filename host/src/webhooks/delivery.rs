@@ -54,10 +54,6 @@ const RESPONSE_HEAD: usize = 512;
 /// Longest `Retry-After` honoured.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
 
-/// How often due retries are looked for (more often while they fill
-/// the node).
-const CLAIM_EVERY_MS: i64 = 250;
-
 /// How often queue metrics are refreshed and old events pruned.
 const STATS_EVERY_MS: i64 = 5_000;
 const PRUNE_EVERY_MS: i64 = 3_600_000;
@@ -137,10 +133,6 @@ pub async fn run(hooks: Webhooks, mut stop: Stop) {
     let mut tasks = JoinSet::new();
     let (mut last_stats, mut last_prune) = (0_i64, 0_i64);
     let mut failing = HashSet::new();
-    // When the claim last looked for due deliveries, and whether it must
-    // look again at once (it filled the node, or a dispatch left
-    // deliveries it had no room to lease).
-    let (mut last_claim, mut claim_again) = (0_i64, false);
     let timeout_ms = i64::try_from(cfg.timeout.as_millis()).unwrap_or(i64::MAX);
     loop {
         while tasks.try_join_next().is_some() {}
@@ -171,7 +163,6 @@ pub async fn run(hooks: Webhooks, mut stop: Stop) {
         {
             Ok(d) => {
                 finished.drain(..recording);
-                claim_again |= d.overflow > 0;
                 more |= d.numbered as i64 == DISPATCH_BATCH || !finished.is_empty();
                 for c in d.leased {
                     spawn_attempt(&mut tasks, &hooks, &client, &tx, &inflight, c);
@@ -183,16 +174,7 @@ pub async fn run(hooks: Webhooks, mut stop: Stop) {
         }
         let room = cfg.concurrency.saturating_sub(tasks.len());
         // Retries, recoveries and what the dispatch had no room for.
-        // Retries are due on a schedule of seconds and more: looking for
-        // them every CLAIM_EVERY_MS (not every turn, unless there is
-        // overflow) keeps the scan of a disabled endpoint's pending
-        // deliveries rare.
-        let look = claim_again || now - last_claim >= CLAIM_EVERY_MS;
-        if room > 0 && look && {
-            last_claim = now;
-            claim_again = false;
-            hooks.store().deliveries_due(now).await.unwrap_or(true)
-        } {
+        if room > 0 && hooks.store().deliveries_due(now).await.unwrap_or(true) {
             let busy: Vec<String> = lock(&inflight)
                 .iter()
                 .filter(|(_, n)| **n >= cfg.endpoint_concurrency)
@@ -204,8 +186,7 @@ pub async fn run(hooks: Webhooks, mut stop: Stop) {
                 .await
             {
                 Ok(claimed) => {
-                    claim_again = claimed.len() == room;
-                    more |= claim_again;
+                    more |= claimed.len() == room;
                     for c in claimed {
                         spawn_attempt(&mut tasks, &hooks, &client, &tx, &inflight, c);
                     }
