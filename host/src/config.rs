@@ -98,7 +98,7 @@ impl Default for WebhookConfig {
             retention: Duration::from_secs(30 * 86_400),
             endpoint_concurrency: 16,
             concurrency: 256,
-            poll: Duration::from_millis(20),
+            poll: Duration::from_millis(100),
         }
     }
 }
@@ -171,7 +171,7 @@ fn webhook_config() -> Result<WebhookConfig, ConfigError> {
         .unwrap_or(256),
         poll: Duration::from_millis(positive(
             "ADUANA_WEBHOOK_POLL_MS",
-            var("ADUANA_WEBHOOK_POLL_MS", 20)?,
+            var("ADUANA_WEBHOOK_POLL_MS", 100)?,
         )?),
     })
 }
