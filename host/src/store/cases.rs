@@ -177,7 +177,7 @@ pub const SORT_COLUMNS: &[&str] = &[
 ];
 
 /// Statuses whose filing is still to be done.
-pub const OPEN_STATUSES: &str = "'borrador', 'en_revision'";
+const OPEN_STATUSES: &str = "'borrador', 'en_revision'";
 
 /// Counts of a tenant's cases.
 #[derive(Debug, Clone, Default)]

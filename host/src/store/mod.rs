@@ -31,8 +31,7 @@ pub use audit::{AuditBreak, AuditEntry, AuditEvent};
 pub use blocklists::{BlocklistEntry, BlocklistFilter, BlocklistPatch, NewBlocklistEntry};
 pub use cases::{
     CaseChange, CaseCounts, CaseFilter, CaseNote, CaseRecord, CaseWrite, FraudLabel,
-    FraudReportOutcome, FraudReportWrite, OPEN_STATUSES, SORT_COLUMNS as CASE_SORT_COLUMNS,
-    StoredReport,
+    FraudReportOutcome, FraudReportWrite, SORT_COLUMNS as CASE_SORT_COLUMNS, StoredReport,
 };
 pub use keys::{ApiKeyRecord, AuthRecord, NewApiKey};
 pub use plans::QueryPlan;

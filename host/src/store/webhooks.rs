@@ -479,32 +479,10 @@ impl Store {
         Ok(true)
     }
 
-    /// Numbers up to `limit` undispatched outbox events, per tenant in
-    /// order of creation, and creates a delivery for each active endpoint
-    /// subscribed to each, in one transaction. On PostgreSQL the events are
-    /// claimed with `SKIP LOCKED` and each tenant's counter row is locked,
-    /// so nodes dispatching at once never share a number.
-    ///
-    /// The deliveries `lease` has room for are created already leased to
-    /// this node and returned, ready to send: the common case (a fresh
-    /// event, an endpoint with free slots) needs no separate claim. The
-    /// rest are created due now, for a claim.
-    pub async fn dispatch_events(
-        &self,
-        limit: i64,
-        now: i64,
-        lease: &mut DispatchLease<'_>,
-    ) -> Result<Dispatched, StoreError> {
-        let mut tx = self.writer.begin().await?;
-        let dispatched = self.dispatch_in(&mut tx, limit, now, lease).await?;
-        tx.commit().await?;
-        Ok(dispatched)
-    }
-
     /// One turn of a node's delivery worker in one transaction (one
     /// fsync, one hold of SQLite's write lock): records the outcomes of
     /// finished attempts ([`Store::record_attempts`]), then dispatches
-    /// ([`Store::dispatch_events`]).
+    /// (see `dispatch_in`).
     pub async fn webhook_turn(
         &self,
         records: &[AttemptRecord],
@@ -522,7 +500,16 @@ impl Store {
         Ok(dispatched)
     }
 
-    /// [`Store::dispatch_events`] inside `tx`.
+    /// Numbers up to `limit` undispatched outbox events, per tenant in
+    /// order of creation, and creates a delivery for each active endpoint
+    /// subscribed to each, in one transaction. On PostgreSQL the events are
+    /// claimed with `SKIP LOCKED` and each tenant's counter row is locked,
+    /// so nodes dispatching at once never share a number.
+    ///
+    /// The deliveries `lease` has room for are created already leased to
+    /// this node and returned, ready to send: the common case (a fresh
+    /// event, an endpoint with free slots) needs no separate claim. The
+    /// rest are created due now, for a claim.
     async fn dispatch_in(
         &self,
         tx: &mut sqlx::Transaction<'static, sqlx::Any>,

@@ -1,7 +1,7 @@
 //! The delivery worker, one per node under the task supervisor.
 //!
 //! Each turn it (1) dispatches: numbers new outbox events and fans them
-//! out as deliveries (`Store::dispatch_events`), those it has room for
+//! out as deliveries (`Store::webhook_turn`), those it has room for
 //! created already leased to this node and sent at once; (2) when a read
 //! finds any due (retries, recoveries, overflow), claims due deliveries
 //! of active endpoints, leasing each for twice the timeout plus a margin (on
