@@ -76,7 +76,7 @@ pub struct WebhookConfig {
     pub endpoint_concurrency: usize,
     /// `ADUANA_WEBHOOK_CONCURRENCY` (256): attempts in flight on one node.
     pub concurrency: usize,
-    /// `ADUANA_WEBHOOK_POLL_MS` (100): how often an idle worker looks for
+    /// `ADUANA_WEBHOOK_POLL_MS` (20): how often an idle worker looks for
     /// new events and due retries.
     pub poll: Duration,
 }
@@ -98,7 +98,7 @@ impl Default for WebhookConfig {
             retention: Duration::from_secs(30 * 86_400),
             endpoint_concurrency: 16,
             concurrency: 256,
-            poll: Duration::from_millis(100),
+            poll: Duration::from_millis(20),
         }
     }
 }
@@ -171,7 +171,7 @@ fn webhook_config() -> Result<WebhookConfig, ConfigError> {
         .unwrap_or(256),
         poll: Duration::from_millis(positive(
             "ADUANA_WEBHOOK_POLL_MS",
-            var("ADUANA_WEBHOOK_POLL_MS", 100)?,
+            var("ADUANA_WEBHOOK_POLL_MS", 20)?,
         )?),
     })
 }

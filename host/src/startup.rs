@@ -157,6 +157,10 @@ impl App {
             let store = self.store.clone();
             move |stop| async move { store.checkpoint_until(stop).await }
         });
+        tasks.spawn("velocity pruner", {
+            let store = self.store.clone();
+            move |stop| crate::assess::prune_velocity_until(store, stop)
+        });
         if self.config.webhooks.deliver {
             tasks.spawn("webhook delivery", {
                 let hooks = self.webhooks.clone();

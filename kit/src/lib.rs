@@ -180,10 +180,21 @@ fn camel(name: &str) -> String {
         .collect()
 }
 
-/// `aduana rule new NAME`: a rule crate with a fixtures folder and a native
-/// snapshot test, in `dir/NAME`, depending on the guest SDK at `sdk` (see
-/// [`resolve_sdk`]).
-pub fn scaffold(name: &str, dir: &Path, sdk: &Path) -> anyhow::Result<PathBuf> {
+/// The flow a scaffolded rule starts from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ScaffoldFlow {
+    /// Fires on payouts at or above an amount.
+    #[default]
+    Payout,
+    /// Fires when one card was tried too often in the last hour (the
+    /// host's velocity counts).
+    Payin,
+}
+
+/// `aduana rule new NAME [--flow payin]`: a rule crate with a fixtures
+/// folder and a native snapshot test, in `dir/NAME`, depending on the guest
+/// SDK at `sdk` (see [`resolve_sdk`]).
+pub fn scaffold(name: &str, dir: &Path, sdk: &Path, flow: ScaffoldFlow) -> anyhow::Result<PathBuf> {
     if !signing::is_rule_id(name) {
         bail!(
             "`{name}` is not a valid rule id: 2 to 64 of a-z, 0-9 and `-`, starting with a letter"
@@ -193,7 +204,6 @@ pub fn scaffold(name: &str, dir: &Path, sdk: &Path) -> anyhow::Result<PathBuf> {
     if root.exists() {
         bail!("{} already exists", root.display());
     }
-    let code = format!("{}_large_amount", snake(name));
     let files: Vec<(&str, String)> = vec![
         (
             "Cargo.toml",
@@ -227,6 +237,46 @@ panic = "abort"
                 sdk = sdk.display().to_string()
             ),
         ),
+        (
+            "tests/snapshots.rs",
+            format!(
+                r#"//! Native snapshot test over `fixtures/*.json` (the same fixtures
+//! `aduana rule test` runs through the compiled component).
+use {crate_name}::{ty};
+
+#[test]
+fn fixtures() {{
+    insta::glob!("../fixtures", "*.json", |path| {{
+        let out = aduana_guest_sdk::testing::run_fixture::<{ty}>(path).expect("fixture");
+        insta::assert_json_snapshot!(out);
+    }});
+}}
+"#,
+                crate_name = snake(name),
+                ty = camel(name)
+            ),
+        ),
+        (".gitignore", "target/\ndist/\n*.key\n".to_owned()),
+    ];
+    let files = files.into_iter().chain(match flow {
+        ScaffoldFlow::Payout => payout_files(name),
+        ScaffoldFlow::Payin => payin_files(name),
+    }?);
+    for (file, text) in files {
+        let path = root.join(file);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(root)
+}
+
+/// The payout template: `src/lib.rs`, two fixtures and the params schema.
+fn payout_files(name: &str) -> anyhow::Result<Vec<(&'static str, String)>> {
+    let code = format!("{}_large_amount", snake(name));
+    Ok(vec![
         (
             "src/lib.rs",
             format!(
@@ -282,25 +332,6 @@ export_rule!({ty});
             ),
         ),
         (
-            "tests/snapshots.rs",
-            format!(
-                r#"//! Native snapshot test over `fixtures/*.json` (the same fixtures
-//! `aduana rule test` runs through the compiled component).
-use {crate_name}::{ty};
-
-#[test]
-fn fixtures() {{
-    insta::glob!("../fixtures", "*.json", |path| {{
-        let out = aduana_guest_sdk::testing::run_fixture::<{ty}>(path).expect("fixture");
-        insta::assert_json_snapshot!(out);
-    }});
-}}
-"#,
-                crate_name = snake(name),
-                ty = camel(name)
-            ),
-        ),
-        (
             "fixtures/large.json",
             json!({
                 "description": "a payout at the threshold fires",
@@ -339,17 +370,123 @@ fn fixtures() {{
                 }
             }))?,
         ),
-        (".gitignore", "target/\ndist/\n*.key\n".to_owned()),
-    ];
-    for (file, text) in files {
-        let path = root.join(file);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)
-                .with_context(|| format!("creating {}", parent.display()))?;
-        }
-        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
-    }
-    Ok(root)
+    ])
+}
+
+/// The pay-in template: fires when the card was tried at least
+/// `max_per_hour` times in the last hour (the host's velocity counts, as
+/// of the assessment's time), naming the count.
+fn payin_files(name: &str) -> anyhow::Result<Vec<(&'static str, String)>> {
+    let code = format!("{}_card_burst", snake(name));
+    let payin = |count: u32| {
+        json!({
+            "flow": "payin",
+            "amount_minor": 150_000, "currency": "MXN", "exponent": 2,
+            "customer_id": "cus_1", "payment_id": format!("pay_{count}"),
+            "assessed_at_ms": 1_765_000_000_000i64,
+            "payin": {
+                "email": "ana@example.com",
+                "payment_method": {"type": "card", "card_bin": "41111111", "card_last4": "1111"},
+                "device": {"ip": "203.0.113.7"}
+            }
+        })
+    };
+    let velocity = |count: u32| {
+        json!({"velocity": [
+            {"entity": "card", "window": "1h", "count": count},
+            {"entity": "card", "window": "24h", "count": count},
+            {"entity": "card", "window": "7d", "count": count}
+        ]})
+    };
+    Ok(vec![
+        (
+            "src/lib.rs",
+            format!(
+                r#"//! Rule `{name}` (pay-in): fires `{code}` when the card was tried at
+//! least `max_per_hour` times in the last hour.
+//!
+//! The host counts earlier live pay-ins per customer, card, IP, device and
+//! e-mail over 1h, 24h and 7d before the rule runs; `ctx.velocity(entity,
+//! window)` reads them (`None` when the pay-in has no such entity).
+//! Edit `evaluate`, add fixtures under `fixtures/`, then:
+//! `aduana rule test` (real sandbox, snapshots) and `cargo test` (native).
+use aduana_guest_sdk::prelude::*;
+use serde::{{Deserialize, Serialize}};
+
+/// Tunables: the tenant overrides them per pipeline, no new version needed.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Params {{
+    /// Earlier pay-ins with the card in the last hour from which it fires.
+    pub max_per_hour: u32,
+    pub weight: u32,
+}}
+
+impl Default for Params {{
+    fn default() -> Self {{
+        Self {{ max_per_hour: 5, weight: 30 }}
+    }}
+}}
+
+/// The rule.
+pub struct {ty};
+
+impl Rule for {ty} {{
+    type Params = Params;
+
+    fn describe() -> aduana_guest_sdk::Description {{
+        aduana_guest_sdk::Description::new("{name}", "one card tried too often in an hour")
+            .flow(Flow::Payin)
+            .signal("{code}", 30, "card tried too often in the last hour")
+    }}
+
+    fn evaluate(_tx: &Transaction, params: &Params, ctx: &dyn Context) -> Result<Evaluation, RuleError> {{
+        let mut out = Evaluation::new();
+        if let Some(count) = ctx.velocity("card", "1h")
+            && count >= params.max_per_hour
+        {{
+            out.fire("{code}", params.weight, &format!("card: {{count}} earlier pay-ins in 1h"));
+        }}
+        Ok(out)
+    }}
+}}
+
+export_rule!({ty});
+"#,
+                ty = camel(name)
+            ),
+        ),
+        (
+            "fixtures/burst.json",
+            json!({
+                "description": "a card tried 5 times in the last hour fires",
+                "transaction": payin(5),
+                "context": velocity(5)
+            })
+            .to_string(),
+        ),
+        (
+            "fixtures/quiet.json",
+            json!({
+                "description": "a card seen once in the hour does not fire",
+                "transaction": payin(1),
+                "context": velocity(1)
+            })
+            .to_string(),
+        ),
+        (
+            "aduana-rule.json",
+            serde_json::to_string_pretty(&json!({
+                "params_schema": {
+                    "type": "object",
+                    "properties": {
+                        "max_per_hour": {"type": "integer", "minimum": 1},
+                        "weight": {"type": "integer", "minimum": 0, "maximum": 100}
+                    }
+                }
+            }))?,
+        ),
+    ])
 }
 
 /// The `[package] name` of the crate at `dir`.

@@ -39,6 +39,10 @@ enum RuleCommand {
         name: String,
         #[arg(long, default_value = ".")]
         dir: PathBuf,
+        /// The template: `payout` (fires at or above an amount) or `payin`
+        /// (fires when a card was tried too often in the last hour).
+        #[arg(long, default_value = "payout", value_parser = ["payout", "payin"])]
+        flow: String,
         /// The guest SDK the crate depends on: the `guest-sdk` folder of an
         /// aduana checkout. Unset: the SDK bundled with this binary,
         /// unpacked under `$XDG_DATA_HOME/aduana` (or `~/.local/share/aduana`).
@@ -93,9 +97,19 @@ enum RuleCommand {
 
 async fn rule_command(command: RuleCommand) -> anyhow::Result<()> {
     match command {
-        RuleCommand::New { name, dir, sdk } => {
+        RuleCommand::New {
+            name,
+            dir,
+            flow,
+            sdk,
+        } => {
             let sdk = kit::resolve_sdk(sdk.as_deref())?;
-            let root = kit::scaffold(&name, &dir, &sdk)?;
+            let flow = if flow == "payin" {
+                kit::ScaffoldFlow::Payin
+            } else {
+                kit::ScaffoldFlow::Payout
+            };
+            let root = kit::scaffold(&name, &dir, &sdk, flow)?;
             println!("created {}", root.display());
             println!("guest SDK: {}", sdk.display());
             println!("next: cd {} && aduana rule test --accept", root.display());

@@ -250,3 +250,94 @@ async fn scaffold_with_sdk_flag_outside_the_repository() {
     );
     assert!(!work.path().join("a-rule").exists() && !work.path().join("c-rule").exists());
 }
+
+/// `rule new --flow payin`: the pay-in template builds, passes its own
+/// fixtures in the real sandbox, and once signed, uploaded and activated
+/// fires on the pay-in whose card the host has counted often enough.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payin_template_end_to_end() {
+    let t = TestApp::start(Db::Sqlite).await;
+    let a = t.tenant().await;
+    let work = tempfile::tempdir().unwrap();
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap();
+    let sdk = repo.join("guest-sdk");
+    let target = repo.join("target").join("kit-e2e");
+    let kit = |args: &[&str]| {
+        let mut c = cli(&t);
+        c.args(args)
+            .current_dir(work.path())
+            .env("CARGO_TARGET_DIR", &target)
+            .env("ADUANA_GUEST_SDK", &sdk)
+            .env("CI", "true");
+        c
+    };
+    run_ok(&mut kit(&["rule", "new", "card-burst", "--flow", "payin"])).await;
+    let crate_dir = work.path().join("card-burst");
+    let lib = std::fs::read_to_string(crate_dir.join("src/lib.rs")).unwrap();
+    assert!(
+        lib.contains("Flow::Payin") && lib.contains("ctx.velocity"),
+        "{lib}"
+    );
+    let path = crate_dir.to_str().unwrap();
+    let out = run_ok(&mut kit(&["rule", "test", "--accept", "--path", path])).await;
+    assert!(out.contains("2 fixtures passed"), "{out}");
+    let burst = std::fs::read_dir(crate_dir.join("snapshots"))
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .find(|s| s.contains("card_burst"))
+        .expect("a snapshot with the signal");
+    assert!(burst.contains("card: 5 earlier pay-ins in 1h"), "{burst}");
+    // An unknown template is refused by the argument parser.
+    let out = kit(&["rule", "new", "x-rule", "--flow", "wire"])
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(!work.path().join("x-rule").exists());
+
+    run_ok(&mut kit(&["keygen", "--out", "release"])).await;
+    let public = std::fs::read_to_string(work.path().join("release.pub")).unwrap();
+    let (s, key) = t
+        .post(
+            "/api/v1/signing-keys",
+            &a.key,
+            &json!({"name": "release", "public_key": public.trim()}),
+        )
+        .await;
+    assert_eq!(s, 201, "{key}");
+    let wasm = crate_dir.join("dist/card-burst.wasm");
+    let wasm = wasm.to_str().unwrap();
+    run_ok(&mut kit(&["rule", "sign", wasm, "--key", "release.key"])).await;
+    run_ok(&mut kit(&[
+        "rule",
+        "upload",
+        wasm,
+        "--url",
+        &t.base,
+        "--api-key",
+        &a.key,
+        "--key-id",
+        key["id"].as_str().unwrap(),
+        "--activate",
+        "active",
+    ]))
+    .await;
+    // The pay-in pipeline now runs it: the sixth pay-in with one card has
+    // five earlier ones in the hour.
+    let payin = |i: u32| {
+        json!({
+            "amount": 150000, "currency": "MXN", "payment_id": format!("p-{i}"),
+            "customer_id": format!("cus_{i}"),
+            "payment_method": {"type": "card", "card_bin": "41111111", "card_last4": "4242", "card_hash": "card-1"},
+        })
+    };
+    for i in 0..5 {
+        let (s, v) = t.post("/api/v1/assess", &a.key, &payin(i)).await;
+        assert_eq!(s, 200, "{v}");
+        assert!(!fires(&v, "card_burst_card_burst"), "{i}: {v}");
+    }
+    let (_, v) = t.post("/api/v1/assess", &a.key, &payin(5)).await;
+    assert!(fires(&v, "card_burst_card_burst"), "{v}");
+}

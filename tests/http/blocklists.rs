@@ -464,6 +464,22 @@ async fn per_assess_reads_are_index_probes(db: Db) {
             assert!(context.contains("beneficiary_history"), "{context}");
         }
     }
+    // Velocity: each key's steps are one range of the primary key (tenant,
+    // entity, key, step), not the age index pruning uses.
+    let velocity = &plans[2].plan;
+    assert!(!velocity.contains("velocity_counts_age"), "{velocity}");
+    match db {
+        Db::Sqlite => assert!(
+            velocity
+                .lines()
+                .any(|l| l.contains("SEARCH velocity_counts USING PRIMARY KEY")
+                    && l.contains(
+                        "tenant_id=? AND entity=? AND key_hash=? AND bucket_ms>? AND bucket_ms<?"
+                    )),
+            "{velocity}"
+        ),
+        Db::Postgres => assert!(velocity.contains("velocity_counts_pkey"), "{velocity}"),
+    }
 }
 
 /// Sends an import body as `content_type`, checked against the spec.

@@ -220,11 +220,11 @@ async fn payin_velocity(db: Db) {
         assert_eq!(s, 200);
         assert_eq!(again["session_id"], v["session_id"]);
     }
-    assert_eq!(t.count("velocity_events", &a).await, velocity_rows(3));
+    assert_eq!(t.count("velocity_counts", &a).await, velocity_rows(3));
     // Simulation sees the counts and writes nothing.
     let before = (
         t.count("assessments", &a).await,
-        t.count("velocity_events", &a).await,
+        t.count("velocity_counts", &a).await,
         t.count("outbox", &a).await,
         t.count("idempotency_keys", &a).await,
     );
@@ -234,7 +234,7 @@ async fn payin_velocity(db: Db) {
     assert!(signals(&sim).contains(&"high_velocity".to_owned()), "{sim}");
     let after = (
         t.count("assessments", &a).await,
-        t.count("velocity_events", &a).await,
+        t.count("velocity_counts", &a).await,
         t.count("outbox", &a).await,
         t.count("idempotency_keys", &a).await,
     );
@@ -250,7 +250,7 @@ async fn payin_velocity(db: Db) {
         .clone();
     let text = detail["description"].as_str().unwrap();
     assert!(text.contains("card: 3 earlier pay-ins in 1h"), "{text}");
-    assert_eq!(t.count("velocity_events", &a).await, velocity_rows(4));
+    assert_eq!(t.count("velocity_counts", &a).await, velocity_rows(4));
     // The stored context has the counts; replay sees the same decision.
     let sid = v["session_id"].as_str().unwrap();
     let (s, e) = t.get(&format!("/api/v1/assessments/{sid}"), &a.key).await;
@@ -274,6 +274,80 @@ async fn payin_velocity(db: Db) {
     // Another tenant cannot read it.
     let (s, _) = t.get(&format!("/api/v1/assessments/{sid}"), &b.key).await;
     assert_eq!(s, 404);
+}
+
+/// Velocity windows on the database itself: counted in five-minute steps,
+/// each window covering at least its length; nothing after `now` counts;
+/// pruning removes only the steps no window reaches, and counts stay.
+async fn payin_velocity_windows(db: Db) {
+    use aduana_host::store::{AssessmentWrite, VelocityQuery, velocity_step};
+    let t = TestApp::start(db).await;
+    let a = t.tenant().await;
+    let b = t.tenant().await;
+    let store = &t.app.store;
+    const MIN: i64 = 60_000;
+    const HOUR: i64 = 60 * MIN;
+    let now = 1_800_000_000_000 + 7 * MIN;
+    let step = velocity_step(now);
+    assert_eq!(step, 1_800_000_000_000 + 5 * MIN);
+    let write = |tenant: &str, i: usize, at: i64| AssessmentWrite {
+        session_id: format!("pi_{at}_{i:09}"),
+        tenant_id: tenant.to_owned(),
+        flow: "payin".into(),
+        decision: "approve".into(),
+        risk_score: 0,
+        payment_id: None,
+        input: "{}".into(),
+        context: "{}".into(),
+        rules: "[]".into(),
+        thresholds: "{}".into(),
+        response: "{}".into(),
+        created_at: at,
+        idempotency: None,
+        history: None,
+        velocity: vec![("card", "k1".to_owned())],
+        outbox: None,
+    };
+    let times = [
+        now - MIN,             // 1h, 24h, 7d
+        step - HOUR,           // the first step 1h counts
+        step - HOUR - 1,       // 24h and 7d
+        step - 24 * HOUR,      // the first step 24h counts
+        step - 24 * HOUR - 1,  // 7d
+        step - 168 * HOUR,     // the first step 7d counts
+        step - 168 * HOUR - 1, // no window
+        now + 10 * MIN,        // after `now`: no window
+    ];
+    for (i, at) in times.into_iter().enumerate() {
+        store.commit_assessment(write(&a.id, i, at)).await.unwrap();
+    }
+    // Another tenant's pay-in with the same key never counts for `a`.
+    store
+        .commit_assessment(write(&b.id, 99, now - MIN))
+        .await
+        .unwrap();
+    let keys = [("card", "k1".to_owned())];
+    let query = VelocityQuery {
+        keys: &keys,
+        windows_ms: [HOUR, 24 * HOUR, 168 * HOUR],
+    };
+    let counts = || async {
+        let c = store
+            .assess_context(&a.id, "payin", &[], None, &query, now)
+            .await
+            .unwrap();
+        c.velocity.first().map(|(_, _, n)| *n)
+    };
+    assert_eq!(counts().await, Some([2, 4, 6]));
+    assert_eq!(t.count("velocity_counts", &a).await, 8);
+    // Pruning at `now` takes the step before the 7-day window's first.
+    let pruned = store.prune_velocity(step - 168 * HOUR, 100).await.unwrap();
+    assert_eq!(pruned, 1);
+    assert_eq!(counts().await, Some([2, 4, 6]));
+    assert_eq!(t.count("velocity_counts", &a).await, 7);
+    // Bounded batches, oldest first.
+    assert_eq!(store.prune_velocity(step, 1).await.unwrap(), 1);
+    assert_eq!(counts().await, Some([2, 4, 5]));
 }
 
 /// Field warnings follow the tenant's segment; the pipeline API configures
@@ -381,5 +455,6 @@ crate::both_backends!(
     payin_refuses_card_numbers,
     payin_blocklists,
     payin_velocity,
+    payin_velocity_windows,
     payin_segments_and_pipeline,
 );

@@ -491,6 +491,109 @@ async fn webhooks_retry_disable_and_isolate_slow_endpoints(db: Db) {
     assert_eq!(e["failure_streak"], 0);
 }
 
+/// A disabled endpoint's undelivered deliveries are parked (`paused`),
+/// also when they become pending afterwards (the sweep), and go out once
+/// it is enabled again.
+async fn webhooks_park_disabled_endpoints(db: Db) {
+    // The retry comes 3 s after the failed attempt: time to disable first.
+    let t = TestApp::start_configured(db, &[], |c| {
+        c.webhooks.allow_private = true;
+        c.webhooks.retry_schedule = [0, 3].into_iter().map(Duration::from_secs).collect();
+        c.webhooks.timeout = Duration::from_millis(800);
+        c.webhooks.poll = Duration::from_millis(20);
+    })
+    .await;
+    let rx = Receiver::start().await;
+    let a = t.tenant().await;
+    let hook = create_hook(
+        &t,
+        &a,
+        &json!({"url": rx.url("p", Behaviour::FailFirst(1))}),
+    )
+    .await;
+    let id = hook["id"].as_str().unwrap().to_owned();
+    let deliveries = |status: &'static str| {
+        let (t, key, id) = (&t, a.key.clone(), id.clone());
+        async move {
+            let (s, v) = t
+                .get(
+                    &format!("/api/v1/webhooks/{id}/deliveries?status={status}"),
+                    &key,
+                )
+                .await;
+            assert_eq!(s, 200, "{v}");
+            v["data"].as_array().unwrap().clone()
+        }
+    };
+    t.assess(&a.key, &clean_payload()).await;
+    rx.wait_for("p", 1, Duration::from_secs(5)).await;
+    // The failed first attempt is recorded: pending, retried in ~5 s.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while deliveries("pending")
+        .await
+        .first()
+        .map(|d| d["attempts"].clone())
+        != Some(json!(1))
+    {
+        assert!(Instant::now() < deadline, "first attempt never recorded");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let patch = |active: bool| {
+        let (t, key, id) = (&t, a.key.clone(), id.clone());
+        async move {
+            let (s, e) = t
+                .request(
+                    Method::PATCH,
+                    &format!("/api/v1/webhooks/{id}"),
+                    Some(&key),
+                    Some(&json!({"is_active": active})),
+                )
+                .await
+                .into_pair();
+            assert_eq!(s, 200, "{e}");
+        }
+    };
+    patch(false).await;
+    let parked = deliveries("paused").await;
+    assert_eq!(parked.len(), 1, "{parked:?}");
+    assert!(deliveries("pending").await.is_empty());
+    let delivery = parked[0]["id"].as_str().unwrap().to_owned();
+    // A manual retry makes it pending; the sweep parks it again.
+    let (s, d) = t
+        .post(
+            &format!("/api/v1/webhooks/{id}/deliveries/{delivery}/retry"),
+            &a.key,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(s, 202, "{d}");
+    assert_eq!(t.app.store.park_inactive_deliveries().await.unwrap(), 1);
+    assert_eq!(deliveries("paused").await.len(), 1);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        rx.received("p").len(),
+        1,
+        "a disabled endpoint got a request"
+    );
+    // Enabled again: pending, and delivered at its next attempt.
+    patch(true).await;
+    assert!(deliveries("paused").await.is_empty());
+    rx.wait_for("p", 2, Duration::from_secs(10)).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while deliveries("delivered").await.len() != 1 {
+        assert!(Instant::now() < deadline, "never recorded as delivered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The status filter knows `paused`, and nothing else new.
+    let (s, v) = t
+        .get(
+            &format!("/api/v1/webhooks/{id}/deliveries?status=parked"),
+            &a.key,
+        )
+        .await;
+    assert_eq!(s, 400, "{v}");
+}
+
 /// Rotation (both secrets sign during the overlap; 0 revokes at once),
 /// manual retry and recovery, and the URL rules.
 async fn webhooks_rotate_retry_recover(db: Db) {
@@ -944,6 +1047,7 @@ crate::both_backends!(
     webhooks_deliver_signed_numbered_events,
     webhooks_retry_disable_and_isolate_slow_endpoints,
     webhooks_rotate_retry_recover,
+    webhooks_park_disabled_endpoints,
     webhooks_validate_and_isolate_tenants,
     webhooks_survive_kill_9,
 );

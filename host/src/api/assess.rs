@@ -188,6 +188,7 @@ async fn payin_catalog(State(app): State<App>) -> Json<Value> {
         "velocity": {
             "entities": ["customer", "card (card_hash, else card_bin + card_last4)", "ip", "device", "email"],
             "windows": ["1h", "24h", "7d"],
+            "steps": "counted in five-minute steps: a window covers at least its length and at most five minutes more",
             "counted": "every live pay-in assessment (declines included), once per idempotent request; simulations never count",
         },
         "signals": signals,

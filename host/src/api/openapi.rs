@@ -768,7 +768,7 @@ fn schemas() -> Vec<(&'static str, Value)> {
         "duration_ms": {"type": "integer", "minimum": 0}, "error": text, "response_body_head": text}});
     let delivery = json!({"type": "object", "required": ["id", "webhook_id", "event_id", "event", "status", "attempts", "next_attempt_at", "last_attempt_at", "last_status_code", "last_error", "created_at"], "properties": {
         "id": {"type": "string"}, "webhook_id": {"type": "string"}, "event_id": {"type": "string", "pattern": "^evt_"},
-        "event": {"type": "string"}, "status": {"type": "string", "enum": ["pending", "delivered", "failed"]},
+        "event": {"type": "string"}, "status": {"type": "string", "enum": ["pending", "paused", "delivered", "failed"]},
         "attempts": {"type": "integer", "minimum": 0}, "next_attempt_at": nullable_time, "last_attempt_at": nullable_time,
         "last_status_code": {"type": ["integer", "null"]}, "last_error": text, "created_at": time,
         "attempt_log": {"type": "array", "items": attempt}}});
@@ -1370,7 +1370,10 @@ fn query_parameters(o: &Operation) -> &'static [(&'static str, &'static str)] {
             ),
         ],
         ("GET", "/api/v1/webhooks/{id}/deliveries") => &[
-            ("status", "`pending`, `delivered` or `failed`"),
+            (
+                "status",
+                "`pending`, `paused` (its endpoint is disabled), `delivered` or `failed`",
+            ),
             ("limit", "1 to 200 (default 50)"),
             ("offset", "deliveries to skip (default 0)"),
         ],

@@ -10,7 +10,10 @@
 //! transaction (group commit) → answer.
 pub mod gates;
 
-use std::{sync::Arc, time::Instant};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
@@ -384,19 +387,64 @@ impl Assessor {
     }
 }
 
-/// The velocity windows: name and length.
+/// The velocity windows: name and length, shortest first. Counted in
+/// five-minute steps (see [`crate::store::velocity_window_starts`]).
 pub const VELOCITY_WINDOWS: [(&str, i64); 3] =
     [("1h", 3_600_000), ("24h", 86_400_000), ("7d", 604_800_000)];
 
-/// The input's velocity entities, each value replaced by the SHA-256 of
-/// `entity:value` (the velocity table holds no e-mail, IP or card key in
-/// clear).
+/// How often velocity counters past the longest window are deleted.
+const VELOCITY_PRUNE_EVERY: Duration = Duration::from_secs(300);
+
+/// At most this many counters go in one pruning transaction.
+const VELOCITY_PRUNE_BATCH: i64 = 5_000;
+
+/// The velocity pruner (a supervised task): every five minutes, until
+/// `stop`, deletes the counters no window can count any more, in bounded
+/// batches. Counting never depends on it (every read is bounded by its
+/// window); it keeps the table to about a week of steps.
+pub async fn prune_velocity_until(store: Store, mut stop: crate::tasks::Stop) {
+    let longest = VELOCITY_WINDOWS.map(|(_, ms)| ms)[2];
+    let mut tick = tokio::time::interval(VELOCITY_PRUNE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = stop.requested() => return,
+        }
+        let before = crate::store::velocity_step(now_ms()) - longest;
+        let mut pruned = 0;
+        loop {
+            match store.prune_velocity(before, VELOCITY_PRUNE_BATCH).await {
+                Ok(n) => {
+                    pruned += n;
+                    if n < VELOCITY_PRUNE_BATCH.unsigned_abs() || stop.is_requested() {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "pruning velocity counters failed; next turn retries");
+                    break;
+                }
+            }
+        }
+        if pruned > 0 {
+            tracing::info!(
+                counters = pruned,
+                "pruned velocity counters past the longest window"
+            );
+        }
+    }
+}
+
+/// The input's velocity entities, each value replaced by the first 16
+/// bytes (hex) of the SHA-256 of `entity:value` (the velocity table holds
+/// no e-mail, IP or card key in clear).
 fn velocity_hashes<F: AssessFlow>(input: &F::Input) -> Vec<(&'static str, String)> {
     F::velocity_keys(input)
         .into_iter()
         .map(|(entity, value)| {
-            let hash = hex::encode(Sha256::digest(format!("{entity}:{value}").as_bytes()));
-            (entity, hash)
+            let digest = Sha256::digest(format!("{entity}:{value}").as_bytes());
+            (entity, hex::encode(&digest[..16]))
         })
         .collect()
 }

@@ -114,11 +114,27 @@ pub struct ListMatch {
 }
 
 /// The velocity counts an assessment asks for: (entity, key hash) pairs
-/// and the windows' lengths.
+/// and the windows' lengths, shortest first.
 #[derive(Debug, Clone, Copy)]
 pub struct VelocityQuery<'a> {
     pub keys: &'a [(&'static str, String)],
     pub windows_ms: [i64; 3],
+}
+
+/// Velocity is counted in steps of five minutes: one counter row per
+/// (tenant, entity, key, step).
+pub const VELOCITY_STEP_MS: i64 = 300_000;
+
+/// The start of the step `at_ms` falls in.
+pub fn velocity_step(at_ms: i64) -> i64 {
+    at_ms - at_ms.rem_euclid(VELOCITY_STEP_MS)
+}
+
+/// The first step each window counts at `now`: the step in progress and
+/// every step that started within the window before it, so a window
+/// covers at least its length and at most one step (five minutes) more.
+pub fn velocity_window_starts(now: i64, windows_ms: [i64; 3]) -> [i64; 3] {
+    windows_ms.map(|w| velocity_step(now) - w)
 }
 
 /// What an assessment's rules may ask about, read in one query.
@@ -205,8 +221,8 @@ impl Store {
             q = q.bind(origin).bind(beneficiary);
         }
         if !velocity.keys.is_empty() {
-            for w in velocity.windows_ms {
-                q = q.bind(now - w);
+            for start in velocity_window_starts(now, velocity.windows_ms) {
+                q = q.bind(start);
             }
             q = q.bind(now);
             for (entity, key) in velocity.keys {
@@ -455,24 +471,36 @@ impl Store {
                 q.execute(&mut *tx).await?;
             }
 
-            let counted: Vec<(&AssessmentWrite, &str, &str)> = fresh
-                .iter()
-                .flat_map(|a| a.velocity.iter().map(move |(e, k)| (*a, *e, k.as_str())))
-                .collect();
+            // One counter per (tenant, entity, key, step), in key order
+            // (one row per upsert, one lock order across nodes).
+            let mut counted: BTreeMap<(&str, &str, &str, i64), i64> = BTreeMap::new();
+            for a in &fresh {
+                for (entity, key) in &a.velocity {
+                    *counted
+                        .entry((
+                            a.tenant_id.as_str(),
+                            *entity,
+                            key.as_str(),
+                            velocity_step(a.created_at),
+                        ))
+                        .or_insert(0) += 1;
+                }
+            }
             if !counted.is_empty() {
                 let sql = format!(
-                    "INSERT INTO velocity_events (tenant_id, entity, key_hash, at_ms, session_id) \
-                     VALUES {}",
+                    "INSERT INTO velocity_counts (tenant_id, entity, key_hash, bucket_ms, n) \
+                     VALUES {} ON CONFLICT (tenant_id, entity, key_hash, bucket_ms) \
+                     DO UPDATE SET n = velocity_counts.n + excluded.n",
                     values(counted.len(), 5, "")
                 );
                 let mut q = sqlx::query(&sql);
-                for (a, entity, key) in &counted {
+                for ((tenant, entity, key, step), n) in &counted {
                     q = q
-                        .bind(a.tenant_id.as_str())
+                        .bind(*tenant)
                         .bind(*entity)
                         .bind(*key)
-                        .bind(a.created_at)
-                        .bind(a.session_id.as_str());
+                        .bind(*step)
+                        .bind(*n);
                 }
                 q.execute(&mut *tx).await?;
             }
@@ -594,27 +622,46 @@ impl Store {
     }
 
     /// Counts rows of a tenant in a side-effect table (`assessments`,
-    /// `outbox`, `beneficiary_history`, `idempotency_keys`), for tests and
-    /// operators checking that nothing was written twice.
+    /// `outbox`, `beneficiary_history`, `idempotency_keys`, …), for tests
+    /// and operators checking that nothing was written twice. For
+    /// `velocity_counts`, the pay-ins counted (each entity of each pay-in
+    /// once), not the counter rows.
     pub async fn count_rows(&self, table: &str, tenant_id: &str) -> Result<i64, StoreError> {
-        let table = match table {
-            "assessments" => "assessments",
-            "outbox" => "outbox",
-            "beneficiary_history" => "beneficiary_history",
-            "idempotency_keys" => "idempotency_keys",
-            "velocity_events" => "velocity_events",
-            "audit_log" => "audit_log",
-            "webhook_deliveries" => "webhook_deliveries",
-            "webhook_endpoints" => "webhook_endpoints",
+        let (table, what) = match table {
+            "assessments" => ("assessments", "COUNT(*)"),
+            "outbox" => ("outbox", "COUNT(*)"),
+            "beneficiary_history" => ("beneficiary_history", "COUNT(*)"),
+            "idempotency_keys" => ("idempotency_keys", "COUNT(*)"),
+            "velocity_counts" => ("velocity_counts", "COALESCE(SUM(n), 0)"),
+            "audit_log" => ("audit_log", "COUNT(*)"),
+            "webhook_deliveries" => ("webhook_deliveries", "COUNT(*)"),
+            "webhook_endpoints" => ("webhook_endpoints", "COUNT(*)"),
             other => return Err(StoreError::Corrupt(format!("unknown table `{other}`"))),
         };
         let row = sqlx::query(&format!(
-            "SELECT COUNT(*) AS n FROM {table} WHERE tenant_id = $1"
+            "SELECT CAST({what} AS BIGINT) AS n FROM {table} WHERE tenant_id = $1"
         ))
         .bind(tenant_id)
         .fetch_one(&self.pool)
         .await?;
         Ok(row.try_get("n")?)
+    }
+
+    /// Deletes up to `limit` velocity counters of steps that started before
+    /// `before` (past every window), oldest first; says how many went. A
+    /// bounded batch keeps the write short, so commits queued behind it
+    /// wait little.
+    pub async fn prune_velocity(&self, before: i64, limit: i64) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "DELETE FROM velocity_counts WHERE (tenant_id, entity, key_hash, bucket_ms) IN \
+             (SELECT tenant_id, entity, key_hash, bucket_ms FROM velocity_counts \
+              WHERE bucket_ms < $1 ORDER BY bucket_ms LIMIT $2)",
+        )
+        .bind(before)
+        .bind(limit)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected())
     }
 }
 
@@ -677,8 +724,8 @@ pub(super) fn context_sql(groups: &[usize], history: bool, velocity: usize) -> O
         next += 2;
     }
     if velocity > 0 {
-        // The three windows' starts, then now; then (entity, key hash)
-        // pairs. The counts travel in the history's columns.
+        // The three windows' first steps, then now; then (entity, key
+        // hash) pairs. The counts travel in the history's columns.
         let (w0, w1, w2, now) = (next, next + 1, next + 2, next + 3);
         next += 4;
         for _ in 0..velocity {
@@ -687,11 +734,11 @@ pub(super) fn context_sql(groups: &[usize], history: bool, velocity: usize) -> O
             parts.push(format!(
                 "SELECT 'velocity' AS part, entity AS id, key_hash AS list_type, '' AS value, \
                  '' AS severity, \
-                 CAST(SUM(CASE WHEN at_ms > ${w0} THEN 1 ELSE 0 END) AS BIGINT) AS transfers, \
-                 CAST(SUM(CASE WHEN at_ms > ${w1} THEN 1 ELSE 0 END) AS BIGINT) AS first_at, \
-                 CAST(COUNT(*) AS BIGINT) AS last_at FROM velocity_events \
+                 CAST(SUM(CASE WHEN bucket_ms >= ${w0} THEN n ELSE 0 END) AS BIGINT) AS transfers, \
+                 CAST(SUM(CASE WHEN bucket_ms >= ${w1} THEN n ELSE 0 END) AS BIGINT) AS first_at, \
+                 CAST(SUM(n) AS BIGINT) AS last_at FROM velocity_counts \
                  WHERE tenant_id = $1 AND entity = ${e} AND key_hash = ${k} \
-                 AND at_ms > ${w2} AND at_ms <= ${now} GROUP BY entity, key_hash"
+                 AND bucket_ms >= ${w2} AND bucket_ms <= ${now} GROUP BY entity, key_hash"
             ));
         }
     }

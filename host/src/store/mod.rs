@@ -25,7 +25,8 @@ use sqlx::{
 
 pub use assessments::{
     AssessContext, AssessmentWrite, CommitOutcome, HistoryRow, IdempotencyRecord, ListMatch,
-    OutboxRow, StoredAssessment, VelocityQuery,
+    OutboxRow, StoredAssessment, VELOCITY_STEP_MS, VelocityQuery, velocity_step,
+    velocity_window_starts,
 };
 pub use audit::{AuditBreak, AuditEntry, AuditEvent};
 pub use blocklists::{BlocklistEntry, BlocklistFilter, BlocklistPatch, NewBlocklistEntry};
@@ -216,6 +217,33 @@ impl Store {
                     commits: Arc::new(commit_queue::CommitQueue::new(1)),
                 })
             }
+        }
+    }
+
+    /// The same store for a background worker: on SQLite with a reader
+    /// connection of its own (same writer and commit queue), opened lazily
+    /// by the worker's thread. A SQLite connection is a thread, created by
+    /// the thread that opens it and sharing its OS priority: a worker
+    /// running at a lower priority must not open connections request
+    /// handlers later borrow. On PostgreSQL, a clone.
+    pub fn with_own_reader(&self) -> Self {
+        if self.backend != Backend::Sqlite {
+            return self.clone();
+        }
+        let options = (*self.pool.connect_options()).clone();
+        let pool = AnyPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute("PRAGMA busy_timeout = 10000;").await?;
+                    Ok(())
+                })
+            })
+            .connect_lazy_with(options);
+        Self {
+            pool,
+            ..self.clone()
         }
     }
 

@@ -407,7 +407,36 @@ impl Store {
         if done.rows_affected() == 0 {
             return Ok(None);
         }
+        match patch.is_active {
+            Some(false) => park_deliveries(&mut tx, id).await?,
+            Some(true) => {
+                sqlx::query(
+                    "UPDATE webhook_deliveries SET status = 'pending', updated_at = $2 \
+                     WHERE endpoint_id = $1 AND status = 'paused'",
+                )
+                .bind(id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
+            None => {}
+        }
         finish_change(tx, tenant_id, id, now, audit).await
+    }
+
+    /// Parks the pending deliveries of every disabled endpoint (status
+    /// `paused`), so the due read and the claim walk only deliveries that
+    /// can go. Disabling parks at once; this catches what became pending
+    /// for a disabled endpoint afterwards (an attempt in flight at the
+    /// time, a manual retry, a recovery). Says how many it parked.
+    pub async fn park_inactive_deliveries(&self) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE webhook_deliveries SET status = 'paused' WHERE status = 'pending' \
+             AND endpoint_id IN (SELECT id FROM webhook_endpoints WHERE is_active = 0)",
+        )
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected())
     }
 
     /// Replaces the signing secret (the old one stays valid until
@@ -915,6 +944,17 @@ impl Store {
                 .execute(&mut **tx)
                 .await?;
             }
+            if !failures_after.is_empty() {
+                // Disabled just now (410, or failing too long): park.
+                sqlx::query(
+                    "UPDATE webhook_deliveries SET status = 'paused' WHERE endpoint_id = $1 \
+                     AND status = 'pending' AND EXISTS (SELECT 1 FROM webhook_endpoints \
+                     WHERE id = $1 AND is_active = 0)",
+                )
+                .bind(endpoint)
+                .execute(&mut **tx)
+                .await?;
+            }
         }
         Ok(())
     }
@@ -1195,6 +1235,21 @@ type NewDelivery<'a> = (String, &'a str, &'a str, &'a str, i64);
 
 /// Inserts pending deliveries; an existing (endpoint, event) pair is left
 /// alone. Returns the ids inserted.
+/// Parks an endpoint's pending deliveries (it was just disabled).
+async fn park_deliveries(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    endpoint_id: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE webhook_deliveries SET status = 'paused' WHERE endpoint_id = $1 \
+         AND status = 'pending'",
+    )
+    .bind(endpoint_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 async fn insert_deliveries(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     tenant_id: &str,

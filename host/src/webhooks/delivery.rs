@@ -79,12 +79,19 @@ pub fn client(hooks: &Webhooks) -> reqwest::Result<reqwest::Client> {
         .build()
 }
 
+/// The OS priority (nice value) of the delivery thread on SQLite: when
+/// the CPU is short, assessments (synchronous, on a bank's payment path)
+/// go first and deliveries (asynchronous by contract) take what is left.
+/// Under no contention it changes nothing.
+const WORKER_NICE: i32 = 10;
+
 /// Runs the worker ([`run`]) where it least delays requests, until it
-/// ends. On SQLite, on a thread and runtime of its own: a burst of
-/// deliveries then never occupies the request-serving workers (the
-/// operating system shares the CPU between them instead of request tasks
-/// queueing behind delivery tasks), and SQLite connections are threads of
-/// their own, usable from any runtime. On PostgreSQL, on the shared
+/// ends. On SQLite, on a thread and runtime of its own at a lower OS
+/// priority ([`WORKER_NICE`]), with a reader connection of its own (opened
+/// by that thread, so it shares the lower priority and no request borrows
+/// it; writes still go through the one writer): a burst of deliveries
+/// then never occupies the request-serving workers, and when the CPU is
+/// short the OS runs requests first. On PostgreSQL, on the shared
 /// runtime: a pooled connection is socket I/O registered with the runtime
 /// that opened it, and one opened by a separate runtime would wake its
 /// later users only when that runtime's thread is idle.
@@ -96,11 +103,21 @@ pub async fn run_isolated(hooks: Webhooks, stop: Stop) {
     let spawned = std::thread::Builder::new()
         .name("aduana-webhooks".into())
         .spawn(move || {
+            // Linux: PRIO_PROCESS with no pid is the calling thread; the
+            // threads it starts (its SQLite connection, blocking DNS
+            // lookups) inherit the value.
+            if let Err(e) = rustix::process::setpriority_process(None, WORKER_NICE) {
+                tracing::warn!(error = %e, "webhook delivery keeps the default OS priority");
+            }
             match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
             {
-                Ok(runtime) => runtime.block_on(run(hooks, stop)),
+                Ok(runtime) => runtime.block_on(async move {
+                    // Inside the runtime: the pool's upkeep is a task.
+                    let store = hooks.store().with_own_reader();
+                    run(hooks.with_store(store), stop).await;
+                }),
                 Err(e) => tracing::error!(error = %e, "webhook delivery disabled: no runtime"),
             }
             let _ = done.send(());
@@ -197,6 +214,9 @@ pub async fn run(hooks: Webhooks, mut stop: Stop) {
         if now - last_stats >= STATS_EVERY_MS {
             last_stats = now;
             refresh_metrics(hooks.store(), now, &mut failing).await;
+            if let Err(e) = hooks.store().park_inactive_deliveries().await {
+                tracing::warn!(error = %e, "parking disabled endpoints' deliveries failed");
+            }
         }
         if now - last_prune >= PRUNE_EVERY_MS {
             last_prune = now;

@@ -136,6 +136,13 @@ impl Webhooks {
         &self.store
     }
 
+    /// This service with `store` (the delivery worker's own reader).
+    #[must_use]
+    pub fn with_store(mut self, store: Store) -> Self {
+        self.store = store;
+        self
+    }
+
     pub fn sealer(&self) -> &Sealer {
         &self.sealer
     }
@@ -371,11 +378,11 @@ impl Webhooks {
     ) -> Result<Vec<(Delivery, Vec<Attempt>)>, WebhookError> {
         self.get(tenant_id, endpoint_id).await?;
         if let Some(s) = status
-            && !["pending", "delivered", "failed"].contains(&s)
+            && !["pending", "paused", "delivered", "failed"].contains(&s)
         {
             return Err(invalid(
                 "status",
-                format!("`{s}` is not one of `pending`, `delivered`, `failed`"),
+                format!("`{s}` is not one of `pending`, `paused`, `delivered`, `failed`"),
             ));
         }
         Ok(self
