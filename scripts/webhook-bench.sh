@@ -9,7 +9,9 @@
 #
 # Usage: scripts/webhook-bench.sh [seconds-per-run]   (default 15)
 # Environment: LOAD_BACKENDS="sqlite postgres", ADUANA_BIN, LOADGEN, SINK
-# (binaries to use; default: build them).
+# (binaries to use; default: build them); SINK_NICE=N runs the receivers at
+# OS priority N (e.g. 10), standing in for a bank's receiver on another
+# machine instead of competing with aduana for this machine's cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS="${1:-15}"
@@ -20,7 +22,7 @@ if [ -z "${ADUANA_BIN:-}" ] || [ -z "${LOADGEN:-}" ] || [ -z "${SINK:-}" ]; then
 fi
 BIN="${ADUANA_BIN:-target/release/aduana}"
 LOADGEN="${LOADGEN:-target/release/examples/loadgen}"
-SINK="${SINK:-target/release/examples/webhook_sink}"
+SINK="nice -n ${SINK_NICE:-0} ${SINK:-target/release/examples/webhook_sink}"
 PORT=18089 OK_PORT=18090 HANG_PORT=18091
 PG_ADMIN="${ADUANA_TEST_PG_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 export ADUANA_WEBHOOK_ALLOW_PRIVATE=1 ADUANA_LOG=warn
