@@ -340,4 +340,37 @@ async fn payin_template_end_to_end() {
     }
     let (_, v) = t.post("/api/v1/assess", &a.key, &payin(5)).await;
     assert!(fires(&v, "card_burst_card_burst"), "{v}");
+    // Replay and backtest re-run the uploaded pay-in rule on the stored
+    // velocity counts: the same decisions, no errors.
+    let sid = v["session_id"].as_str().unwrap();
+    let (s, r) = t
+        .post(
+            &format!("/api/v1/assessments/{sid}/replay"),
+            &a.key,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(r["identical"], true, "{r}");
+    let (s, bt) = t
+        .post(
+            "/api/v1/rules/card-burst/versions/0.1.0/backtest",
+            &a.key,
+            &json!({"flow": "payin"}),
+        )
+        .await;
+    assert_eq!(s, 200, "{bt}");
+    assert_eq!(bt["evaluated"], 6, "{bt}");
+    assert_eq!(bt["errors"], 0, "{bt}");
+    assert_eq!(bt["changed"], 0, "{bt}");
+    // Payout's assessments are another flow: none here.
+    let (s, bt) = t
+        .post(
+            "/api/v1/rules/card-burst/versions/0.1.0/backtest",
+            &a.key,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(s, 200, "{bt}");
+    assert_eq!(bt["evaluated"], 0, "{bt}");
 }

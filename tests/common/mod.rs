@@ -315,6 +315,21 @@ impl TestApp {
         tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     }
 
+    /// A connection of the test's own to the server's database, for what
+    /// the API cannot do (injecting a failure with a trigger).
+    pub async fn raw_pool(&self) -> sqlx::AnyPool {
+        sqlx::any::install_default_drivers();
+        let url = match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}/aduana.db", self.data_dir.display()),
+        };
+        sqlx::any::AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(&url)
+            .await
+            .expect("raw database connection")
+    }
+
     pub async fn count(&self, table: &str, tenant: &TestTenant) -> i64 {
         self.app
             .store

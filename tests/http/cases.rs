@@ -41,16 +41,7 @@ async fn open_case(t: &TestApp, key: &str, body: &Value) -> Value {
 /// A raw connection to the app's database (to inject failures and count
 /// rows in tables the API does not count).
 async fn raw_db(t: &TestApp) -> sqlx::AnyPool {
-    sqlx::any::install_default_drivers();
-    let url = match &t.database_url {
-        Some(url) => url.clone(),
-        None => format!("sqlite://{}/aduana.db", t.data_dir.display()),
-    };
-    sqlx::any::AnyPoolOptions::new()
-        .max_connections(1)
-        .connect(&url)
-        .await
-        .unwrap()
+    t.raw_pool().await
 }
 
 async fn count(db: &sqlx::AnyPool, table: &str, tenant: &TestTenant) -> i64 {

@@ -23,6 +23,7 @@ use axum::{
 };
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+use sqlx::Executor;
 
 use crate::common::{Db, TestApp, TestTenant, clean_payload};
 
@@ -594,6 +595,65 @@ async fn webhooks_park_disabled_endpoints(db: Db) {
     assert_eq!(s, 400, "{v}");
 }
 
+/// A worker turn that fails (a trigger refuses every new delivery) loses
+/// no assessment and numbers nothing. Once the failure is gone, every
+/// event goes out, numbered without a gap.
+async fn webhooks_failing_turn_loses_no_assessment(db: Db) {
+    let t = hooks_app(db).await;
+    let rx = Receiver::start().await;
+    let a = t.tenant().await;
+    create_hook(&t, &a, &json!({"url": rx.url("r", Behaviour::Ok)})).await;
+    let raw = t.raw_pool().await;
+    match t.db {
+        Db::Sqlite => {
+            raw.execute(
+                "CREATE TRIGGER inject_failure BEFORE INSERT ON webhook_deliveries \
+                 BEGIN SELECT RAISE(ABORT, 'injected failure'); END",
+            )
+            .await
+            .unwrap();
+        }
+        Db::Postgres => {
+            raw.execute(
+                "CREATE FUNCTION inject_failure() RETURNS trigger AS $$ \
+                 BEGIN RAISE EXCEPTION 'injected failure'; END $$ LANGUAGE plpgsql",
+            )
+            .await
+            .unwrap();
+            raw.execute(
+                "CREATE TRIGGER inject_failure BEFORE INSERT ON webhook_deliveries \
+                 FOR EACH ROW EXECUTE FUNCTION inject_failure()",
+            )
+            .await
+            .unwrap();
+        }
+    }
+    for _ in 0..5 {
+        let (s, v) = t.assess(&a.key, &clean_payload()).await;
+        assert_eq!(s, 200, "{v}");
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    assert_eq!(t.count("assessments", &a).await, 5);
+    assert_eq!(t.count("outbox", &a).await, 5);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(rx.received("r").is_empty(), "a delivery without its row");
+    let (_, feed) = t.get("/api/v1/events", &a.key).await;
+    assert_eq!(feed["data"], json!([]), "numbered by a failed turn");
+    raw.execute(match t.db {
+        Db::Sqlite => "DROP TRIGGER inject_failure",
+        Db::Postgres => "DROP TRIGGER inject_failure ON webhook_deliveries",
+    })
+    .await
+    .unwrap();
+    let got = rx.wait_for("r", 5, Duration::from_secs(10)).await;
+    let mut sequences: Vec<i64> = got
+        .iter()
+        .map(|r| r.json()["sequence"].as_i64().unwrap())
+        .collect();
+    sequences.sort_unstable();
+    assert_eq!(sequences, [1, 2, 3, 4, 5]);
+}
+
 /// Rotation (both secrets sign during the overlap; 0 revokes at once),
 /// manual retry and recovery, and the URL rules.
 async fn webhooks_rotate_retry_recover(db: Db) {
@@ -1048,6 +1108,7 @@ crate::both_backends!(
     webhooks_retry_disable_and_isolate_slow_endpoints,
     webhooks_rotate_retry_recover,
     webhooks_park_disabled_endpoints,
+    webhooks_failing_turn_loses_no_assessment,
     webhooks_validate_and_isolate_tenants,
     webhooks_survive_kill_9,
 );
