@@ -350,6 +350,80 @@ async fn payin_velocity_windows(db: Db) {
     assert_eq!(counts().await, Some([2, 4, 5]));
 }
 
+/// An IP is probed only at the network lengths the tenant's ranges use,
+/// cached per node: a range written by any other writer (here a connection
+/// of the test's own, as another node would) counts from the very next
+/// assessment, IPv4 and IPv6, and deleting it is seen as soon. Writes of
+/// other list types leave the range counter alone.
+async fn payin_ip_ranges_seen_at_once(db: Db) {
+    use sqlx::{Executor, Row};
+    let t = TestApp::start(db).await;
+    let a = t.tenant().await;
+    let raw = t.raw_pool().await;
+    let from = |ip: &str| {
+        let mut p = payin();
+        p["device"]["ip"] = json!(ip);
+        p
+    };
+    let blocked_by = |v: &Value| v["blocked_by"].as_str().unwrap_or("").to_owned();
+    let (_, v) = t.post(ASSESS, &a.key, &from("198.51.100.23")).await;
+    assert_eq!(blocked_by(&v), "", "{v}");
+    let insert = |id: &str, list_type: &str, value: &str| {
+        format!(
+            "INSERT INTO blocklist_entries (id, tenant_id, list_type, value, flow_scope, \
+             severity, reason, source, is_active, expires_at, created_at, updated_at) \
+             VALUES ('{id}', '{}', '{list_type}', '{value}', 'all', 'block', 'raw', 'manual', \
+             1, NULL, 0, 0)",
+            a.id
+        )
+    };
+    let version = || async {
+        sqlx::query("SELECT ip_ranges FROM blocklist_versions WHERE tenant_id = $1")
+            .bind(&a.id)
+            .fetch_optional(&raw)
+            .await
+            .unwrap()
+            .map_or(0, |r| r.get::<i64, _>("ip_ranges"))
+    };
+    raw.execute(insert("bl_raw_1", "ip_range", "198.51.100.0/24").as_str())
+        .await
+        .unwrap();
+    let (_, v) = t.post(ASSESS, &a.key, &from("198.51.100.23")).await;
+    assert_eq!(blocked_by(&v), "blocklist:ip_range", "{v}");
+    // A length not used before.
+    let (_, v) = t.post(ASSESS, &a.key, &from("198.51.7.7")).await;
+    assert_eq!(blocked_by(&v), "", "{v}");
+    raw.execute(insert("bl_raw_2", "ip_range", "198.51.0.0/16").as_str())
+        .await
+        .unwrap();
+    let (_, v) = t.post(ASSESS, &a.key, &from("198.51.7.7")).await;
+    assert_eq!(blocked_by(&v), "blocklist:ip_range", "{v}");
+    raw.execute(insert("bl_raw_3", "ip_range", "2001:db8::/32").as_str())
+        .await
+        .unwrap();
+    let (_, v) = t.post(ASSESS, &a.key, &from("2001:db8::1")).await;
+    assert_eq!(blocked_by(&v), "blocklist:ip_range", "{v}");
+    assert_eq!(version().await, 3);
+    // Another list type does not move the counter.
+    raw.execute(insert("bl_raw_4", "email", "x@example.com").as_str())
+        .await
+        .unwrap();
+    assert_eq!(version().await, 3);
+    raw.execute("DELETE FROM blocklist_entries WHERE id IN ('bl_raw_1', 'bl_raw_2')")
+        .await
+        .unwrap();
+    assert_eq!(version().await, 5);
+    let (_, v) = t.post(ASSESS, &a.key, &from("198.51.100.23")).await;
+    assert_eq!(blocked_by(&v), "", "{v}");
+    // An update (deactivating a range) moves it too.
+    raw.execute("UPDATE blocklist_entries SET is_active = 0 WHERE id = 'bl_raw_3'")
+        .await
+        .unwrap();
+    assert_eq!(version().await, 6);
+    let (_, v) = t.post(ASSESS, &a.key, &from("2001:db8::1")).await;
+    assert_eq!(blocked_by(&v), "", "{v}");
+}
+
 /// Field warnings follow the tenant's segment; the pipeline API configures
 /// the pay-in flow apart from payout's.
 async fn payin_segments_and_pipeline(db: Db) {
@@ -456,5 +530,6 @@ crate::both_backends!(
     payin_blocklists,
     payin_velocity,
     payin_velocity_windows,
+    payin_ip_ranges_seen_at_once,
     payin_segments_and_pipeline,
 );

@@ -131,6 +131,8 @@ pub struct Store {
     backend: Backend,
     /// Assessments waiting for the next group commit.
     commits: Arc<commit_queue::CommitQueue>,
+    /// The network lengths of each tenant's IP ranges (assess context).
+    ip_lengths: Arc<assessments::IpLengths>,
 }
 
 impl Store {
@@ -174,6 +176,7 @@ impl Store {
                     pool,
                     backend,
                     commits: Arc::new(commit_queue::CommitQueue::new(PG_COMMITTERS)),
+                    ip_lengths: Arc::default(),
                 })
             }
             Backend::Sqlite => {
@@ -215,6 +218,7 @@ impl Store {
                     backend,
                     // One writer connection: one batch at a time.
                     commits: Arc::new(commit_queue::CommitQueue::new(1)),
+                    ip_lengths: Arc::default(),
                 })
             }
         }

@@ -41,14 +41,14 @@ impl Store {
         }
         context_binds.push(Text("acct_1"));
         context_binds.push(Text("ben_1"));
-        let context = assessments::context_sql(&[1; 5], true, 0).unwrap_or_default();
+        let context = assessments::context_sql(&[1; 5], true, 0, false).unwrap_or_default();
         // A pay-in: an e-mail, and an IPv4 address with its 33 networks.
         let mut payin_binds = vec![Text("ten_plan"), Int(0), Text("payin")];
         payin_binds.extend([Text("email"), Text("ana@example.com"), Text("ip_range")]);
         let networks: Vec<String> = (0..=32).map(|len| format!("10.0.0.0/{len}")).collect();
         payin_binds.extend(networks.into_iter().map(Bind::Owned));
-        let payin = assessments::context_sql(&[1, 33], false, 0).unwrap_or_default();
-        let velocity = assessments::context_sql(&[], false, 2).unwrap_or_default();
+        let payin = assessments::context_sql(&[1, 33], false, 0, true).unwrap_or_default();
+        let velocity = assessments::context_sql(&[], false, 2, false).unwrap_or_default();
         let velocity_binds = vec![
             Text("ten_plan"),
             Int(1),
