@@ -40,6 +40,44 @@ async fn run_ok(cmd: &mut tokio::process::Command) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// Registers `release.pub` (in `work`) with the server, signs `wasm` with
+/// `release.key` and uploads it, activated; the upload's answer.
+async fn sign_and_upload(
+    t: &TestApp,
+    tenant_key: &str,
+    work: &std::path::Path,
+    wasm: &str,
+    kit: impl Fn(&[&str]) -> tokio::process::Command,
+) -> Value {
+    run_ok(&mut kit(&["keygen", "--out", "release"])).await;
+    let public = std::fs::read_to_string(work.join("release.pub")).unwrap();
+    let (s, key) = t
+        .post(
+            "/api/v1/signing-keys",
+            tenant_key,
+            &json!({"name": "release", "public_key": public.trim()}),
+        )
+        .await;
+    assert_eq!(s, 201, "{key}");
+    let out = run_ok(&mut kit(&["rule", "sign", wasm, "--key", "release.key"])).await;
+    assert!(out.contains("sha256:"), "{out}");
+    let out = run_ok(&mut kit(&[
+        "rule",
+        "upload",
+        wasm,
+        "--url",
+        &t.base,
+        "--api-key",
+        tenant_key,
+        "--key-id",
+        key["id"].as_str().unwrap(),
+        "--activate",
+        "active",
+    ]))
+    .await;
+    serde_json::from_str(out.trim()).unwrap()
+}
+
 /// scaffold → build → test → sign → upload → activate → a payout shows the
 /// new rule's signal, with no restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -117,35 +155,8 @@ async fn rule_author_kit_end_to_end() {
     std::fs::write(&fixture, original).unwrap();
 
     // Keys, signature, upload with activation.
-    run_ok(&mut kit(&["keygen", "--out", "release"])).await;
-    let public = std::fs::read_to_string(work.path().join("release.pub")).unwrap();
-    let (s, key) = t
-        .post(
-            "/api/v1/signing-keys",
-            &a.key,
-            &json!({"name": "release", "public_key": public.trim()}),
-        )
-        .await;
-    assert_eq!(s, 201, "{key}");
     let wasm = crate_dir.join("dist/big-spei.wasm");
-    let wasm = wasm.to_str().unwrap();
-    let out = run_ok(&mut kit(&["rule", "sign", wasm, "--key", "release.key"])).await;
-    assert!(out.contains("sha256:"), "{out}");
-    let out = run_ok(&mut kit(&[
-        "rule",
-        "upload",
-        wasm,
-        "--url",
-        &t.base,
-        "--api-key",
-        &a.key,
-        "--key-id",
-        key["id"].as_str().unwrap(),
-        "--activate",
-        "active",
-    ]))
-    .await;
-    let answer: Value = serde_json::from_str(out.trim()).unwrap();
+    let answer = sign_and_upload(&t, &a.key, work.path(), wasm.to_str().unwrap(), kit).await;
     assert_eq!(answer["activation"]["mode"], "active", "{answer}");
     // The params schema from aduana-rule.json travelled with the manifest.
     let (_, v) = t.get("/api/v1/rules/big-spei/versions/0.1.0", &a.key).await;
@@ -297,33 +308,9 @@ async fn payin_template_end_to_end() {
     assert!(!out.status.success());
     assert!(!work.path().join("x-rule").exists());
 
-    run_ok(&mut kit(&["keygen", "--out", "release"])).await;
-    let public = std::fs::read_to_string(work.path().join("release.pub")).unwrap();
-    let (s, key) = t
-        .post(
-            "/api/v1/signing-keys",
-            &a.key,
-            &json!({"name": "release", "public_key": public.trim()}),
-        )
-        .await;
-    assert_eq!(s, 201, "{key}");
     let wasm = crate_dir.join("dist/card-burst.wasm");
-    let wasm = wasm.to_str().unwrap();
-    run_ok(&mut kit(&["rule", "sign", wasm, "--key", "release.key"])).await;
-    run_ok(&mut kit(&[
-        "rule",
-        "upload",
-        wasm,
-        "--url",
-        &t.base,
-        "--api-key",
-        &a.key,
-        "--key-id",
-        key["id"].as_str().unwrap(),
-        "--activate",
-        "active",
-    ]))
-    .await;
+    let answer = sign_and_upload(&t, &a.key, work.path(), wasm.to_str().unwrap(), kit).await;
+    assert_eq!(answer["activation"]["mode"], "active", "{answer}");
     // The pay-in pipeline now runs it: the sixth pay-in with one card has
     // five earlier ones in the hour.
     let payin = |i: u32| {

@@ -330,6 +330,40 @@ impl TestApp {
             .expect("raw database connection")
     }
 
+    /// Makes every insert into `table` fail (a trigger named
+    /// `inject_failure`), through `raw` ([`Self::raw_pool`]).
+    pub async fn inject_insert_failure(&self, raw: &sqlx::AnyPool, table: &str) {
+        use sqlx::Executor;
+        let statements = match self.db {
+            Db::Sqlite => vec![format!(
+                "CREATE TRIGGER inject_failure BEFORE INSERT ON {table} \
+                 BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
+            )],
+            Db::Postgres => vec![
+                "CREATE FUNCTION inject_failure() RETURNS trigger AS $$ \
+                 BEGIN RAISE EXCEPTION 'injected failure'; END $$ LANGUAGE plpgsql"
+                    .to_owned(),
+                format!(
+                    "CREATE TRIGGER inject_failure BEFORE INSERT ON {table} \
+                     FOR EACH ROW EXECUTE FUNCTION inject_failure()"
+                ),
+            ],
+        };
+        for sql in statements {
+            raw.execute(sql.as_str()).await.expect("inject a failure");
+        }
+    }
+
+    /// Removes [`Self::inject_insert_failure`]'s trigger from `table`.
+    pub async fn remove_insert_failure(&self, raw: &sqlx::AnyPool, table: &str) {
+        use sqlx::Executor;
+        let sql = match self.db {
+            Db::Sqlite => "DROP TRIGGER inject_failure".to_owned(),
+            Db::Postgres => format!("DROP TRIGGER inject_failure ON {table}"),
+        };
+        raw.execute(sql.as_str()).await.expect("remove the failure");
+    }
+
     pub async fn count(&self, table: &str, tenant: &TestTenant) -> i64 {
         self.app
             .store

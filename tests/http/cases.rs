@@ -7,7 +7,6 @@
 //! fraud report declining the next assess on a second node.
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use sqlx::Executor;
 
 use crate::common::{Db, TestApp, TestTenant, clean_payload, example_payload, spawn_node};
 
@@ -938,30 +937,8 @@ async fn report_fraud_is_all_or_nothing(db: Db) {
     let session = assessed(&t, &a, &clean_payload()).await;
     // A failure inside the transaction, after the label, the case and the
     // blocklist entries were written: linking an entry to the case fails.
-    match t.db {
-        Db::Sqlite => {
-            raw.execute(
-                "CREATE TRIGGER inject_failure BEFORE INSERT ON case_blocklist_entries \
-                 BEGIN SELECT RAISE(ABORT, 'injected failure'); END",
-            )
-            .await
-            .unwrap();
-        }
-        Db::Postgres => {
-            raw.execute(
-                "CREATE FUNCTION inject_failure() RETURNS trigger AS $$ \
-                 BEGIN RAISE EXCEPTION 'injected failure'; END $$ LANGUAGE plpgsql",
-            )
-            .await
-            .unwrap();
-            raw.execute(
-                "CREATE TRIGGER inject_failure BEFORE INSERT ON case_blocklist_entries \
-                 FOR EACH ROW EXECUTE FUNCTION inject_failure()",
-            )
-            .await
-            .unwrap();
-        }
-    }
+    t.inject_insert_failure(&raw, "case_blocklist_entries")
+        .await;
     let tables = [
         "cases",
         "fraud_labels",
@@ -987,11 +964,8 @@ async fn report_fraud_is_all_or_nothing(db: Db) {
     // The assess path did not change: the beneficiary is not blocked.
     let (_, v) = t.assess(&a.key, &clean_payload()).await;
     assert_ne!(v["decision"], "decline", "{v}");
-    let drop = match t.db {
-        Db::Sqlite => "DROP TRIGGER inject_failure",
-        Db::Postgres => "DROP TRIGGER inject_failure ON case_blocklist_entries",
-    };
-    raw.execute(drop).await.unwrap();
+    t.remove_insert_failure(&raw, "case_blocklist_entries")
+        .await;
     let (s, v) = t.post("/api/v1/report-fraud", &a.key, &body).await;
     assert_eq!(s, 201, "{v}");
     assert_eq!(count(&raw, "fraud_labels", &a).await, 1);

@@ -23,7 +23,6 @@ use axum::{
 };
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use sqlx::Executor;
 
 use crate::common::{Db, TestApp, TestTenant, clean_payload};
 
@@ -604,30 +603,7 @@ async fn webhooks_failing_turn_loses_no_assessment(db: Db) {
     let a = t.tenant().await;
     create_hook(&t, &a, &json!({"url": rx.url("r", Behaviour::Ok)})).await;
     let raw = t.raw_pool().await;
-    match t.db {
-        Db::Sqlite => {
-            raw.execute(
-                "CREATE TRIGGER inject_failure BEFORE INSERT ON webhook_deliveries \
-                 BEGIN SELECT RAISE(ABORT, 'injected failure'); END",
-            )
-            .await
-            .unwrap();
-        }
-        Db::Postgres => {
-            raw.execute(
-                "CREATE FUNCTION inject_failure() RETURNS trigger AS $$ \
-                 BEGIN RAISE EXCEPTION 'injected failure'; END $$ LANGUAGE plpgsql",
-            )
-            .await
-            .unwrap();
-            raw.execute(
-                "CREATE TRIGGER inject_failure BEFORE INSERT ON webhook_deliveries \
-                 FOR EACH ROW EXECUTE FUNCTION inject_failure()",
-            )
-            .await
-            .unwrap();
-        }
-    }
+    t.inject_insert_failure(&raw, "webhook_deliveries").await;
     for _ in 0..5 {
         let (s, v) = t.assess(&a.key, &clean_payload()).await;
         assert_eq!(s, 200, "{v}");
@@ -639,12 +615,7 @@ async fn webhooks_failing_turn_loses_no_assessment(db: Db) {
     assert!(rx.received("r").is_empty(), "a delivery without its row");
     let (_, feed) = t.get("/api/v1/events", &a.key).await;
     assert_eq!(feed["data"], json!([]), "numbered by a failed turn");
-    raw.execute(match t.db {
-        Db::Sqlite => "DROP TRIGGER inject_failure",
-        Db::Postgres => "DROP TRIGGER inject_failure ON webhook_deliveries",
-    })
-    .await
-    .unwrap();
+    t.remove_insert_failure(&raw, "webhook_deliveries").await;
     let got = rx.wait_for("r", 5, Duration::from_secs(10)).await;
     let mut sequences: Vec<i64> = got
         .iter()
