@@ -183,9 +183,15 @@ impl Receiver {
 
 /// A test app whose webhooks may reach loopback receivers, retrying fast.
 pub async fn hooks_app(db: Db) -> TestApp {
-    TestApp::start_configured(db, &[], |c| {
+    hooks_app_retrying(db, &[0, 1, 1]).await
+}
+
+/// [`hooks_app`] with retries after `schedule` seconds.
+async fn hooks_app_retrying(db: Db, schedule: &[u64]) -> TestApp {
+    let schedule: Vec<Duration> = schedule.iter().copied().map(Duration::from_secs).collect();
+    TestApp::start_configured(db, &[], move |c| {
         c.webhooks.allow_private = true;
-        c.webhooks.retry_schedule = [0, 1, 1].into_iter().map(Duration::from_secs).collect();
+        c.webhooks.retry_schedule = schedule;
         c.webhooks.timeout = Duration::from_millis(800);
         c.webhooks.poll = Duration::from_millis(20);
     })
@@ -496,13 +502,7 @@ async fn webhooks_retry_disable_and_isolate_slow_endpoints(db: Db) {
 /// it is enabled again.
 async fn webhooks_park_disabled_endpoints(db: Db) {
     // The retry comes 3 s after the failed attempt: time to disable first.
-    let t = TestApp::start_configured(db, &[], |c| {
-        c.webhooks.allow_private = true;
-        c.webhooks.retry_schedule = [0, 3].into_iter().map(Duration::from_secs).collect();
-        c.webhooks.timeout = Duration::from_millis(800);
-        c.webhooks.poll = Duration::from_millis(20);
-    })
-    .await;
+    let t = hooks_app_retrying(db, &[0, 3]).await;
     let rx = Receiver::start().await;
     let a = t.tenant().await;
     let hook = create_hook(
