@@ -249,6 +249,10 @@ impl Store {
     /// caches them with the range counter read before them: the lengths
     /// cover at least every range as of that counter.
     async fn refresh_ip_lengths(&self, tenant_id: &str) -> Result<(i64, Lengths), StoreError> {
+        let _one = self.ip_lengths.refreshing.lock().await;
+        if let Some(cached) = self.ip_lengths.get(tenant_id) {
+            return Ok(cached);
+        }
         let version: i64 =
             sqlx::query("SELECT ip_ranges FROM blocklist_versions WHERE tenant_id = $1")
                 .bind(tenant_id)
@@ -864,12 +868,17 @@ type Lengths = Arc<HashSet<(bool, u8)>>;
 /// Per node: the network lengths of each tenant's `ip_range` entries, with
 /// the tenant's range counter they were read at.
 #[derive(Debug, Default)]
-pub(super) struct IpLengths(Mutex<HashMap<String, (i64, Lengths)>>);
+pub(super) struct IpLengths {
+    cached: Mutex<HashMap<String, (i64, Lengths)>>,
+    /// One refresh at a time per node: requests that find the cache empty
+    /// together wait for the first one's read instead of each reading.
+    refreshing: tokio::sync::Mutex<()>,
+}
 
 impl IpLengths {
     fn lock(&self) -> MutexGuard<'_, HashMap<String, (i64, Lengths)>> {
         // A poisoned map is still a consistent cache.
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+        self.cached.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn get(&self, tenant_id: &str) -> Option<(i64, Lengths)> {
