@@ -388,7 +388,7 @@ impl Assessor {
 }
 
 /// The velocity windows: name and length, shortest first. Counted in
-/// five-minute steps (see [`crate::store::velocity_window_starts`]).
+/// five-minute steps (see [`crate::store::velocity_step`]).
 pub const VELOCITY_WINDOWS: [(&str, i64); 3] =
     [("1h", 3_600_000), ("24h", 86_400_000), ("7d", 604_800_000)];
 
@@ -403,7 +403,7 @@ const VELOCITY_PRUNE_BATCH: i64 = 5_000;
 /// batches. Counting never depends on it (every read is bounded by its
 /// window); it keeps the table to about a week of steps.
 pub async fn prune_velocity_until(store: Store, mut stop: crate::tasks::Stop) {
-    let longest = VELOCITY_WINDOWS.map(|(_, ms)| ms)[2];
+    let (_, longest) = VELOCITY_WINDOWS[VELOCITY_WINDOWS.len() - 1];
     let mut tick = tokio::time::interval(VELOCITY_PRUNE_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

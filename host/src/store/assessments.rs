@@ -126,7 +126,7 @@ pub struct VelocityQuery<'a> {
 
 /// Velocity is counted in steps of five minutes: one counter row per
 /// (tenant, entity, key, step).
-pub const VELOCITY_STEP_MS: i64 = 300_000;
+const VELOCITY_STEP_MS: i64 = 300_000;
 
 /// The start of the step `at_ms` falls in.
 pub fn velocity_step(at_ms: i64) -> i64 {
@@ -136,7 +136,7 @@ pub fn velocity_step(at_ms: i64) -> i64 {
 /// The first step each window counts at `now`: the step in progress and
 /// every step that started within the window before it, so a window
 /// covers at least its length and at most one step (five minutes) more.
-pub fn velocity_window_starts(now: i64, windows_ms: [i64; 3]) -> [i64; 3] {
+fn velocity_window_starts(now: i64, windows_ms: [i64; 3]) -> [i64; 3] {
     windows_ms.map(|w| velocity_step(now) - w)
 }
 

@@ -25,8 +25,7 @@ use sqlx::{
 
 pub use assessments::{
     AssessContext, AssessmentWrite, CommitOutcome, HistoryRow, IdempotencyRecord, ListMatch,
-    OutboxRow, StoredAssessment, VELOCITY_STEP_MS, VelocityQuery, velocity_step,
-    velocity_window_starts,
+    OutboxRow, StoredAssessment, VelocityQuery, velocity_step,
 };
 pub use audit::{AuditBreak, AuditEntry, AuditEvent};
 pub use blocklists::{BlocklistEntry, BlocklistFilter, BlocklistPatch, NewBlocklistEntry};

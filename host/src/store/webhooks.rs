@@ -408,7 +408,7 @@ impl Store {
             return Ok(None);
         }
         match patch.is_active {
-            Some(false) => park_deliveries(&mut tx, id).await?,
+            Some(false) => park_if_disabled(&mut tx, id).await?,
             Some(true) => {
                 sqlx::query(
                     "UPDATE webhook_deliveries SET status = 'pending', updated_at = $2 \
@@ -945,15 +945,8 @@ impl Store {
                 .await?;
             }
             if !failures_after.is_empty() {
-                // Disabled just now (410, or failing too long): park.
-                sqlx::query(
-                    "UPDATE webhook_deliveries SET status = 'paused' WHERE endpoint_id = $1 \
-                     AND status = 'pending' AND EXISTS (SELECT 1 FROM webhook_endpoints \
-                     WHERE id = $1 AND is_active = 0)",
-                )
-                .bind(endpoint)
-                .execute(&mut **tx)
-                .await?;
+                // Disabled just now (410, or failing too long)?
+                park_if_disabled(tx, endpoint).await?;
             }
         }
         Ok(())
@@ -1235,14 +1228,15 @@ type NewDelivery<'a> = (String, &'a str, &'a str, &'a str, i64);
 
 /// Inserts pending deliveries; an existing (endpoint, event) pair is left
 /// alone. Returns the ids inserted.
-/// Parks an endpoint's pending deliveries (it was just disabled).
-async fn park_deliveries(
+/// Parks an endpoint's pending deliveries if it is disabled (in `tx`).
+async fn park_if_disabled(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     endpoint_id: &str,
 ) -> Result<(), StoreError> {
     sqlx::query(
         "UPDATE webhook_deliveries SET status = 'paused' WHERE endpoint_id = $1 \
-         AND status = 'pending'",
+         AND status = 'pending' AND EXISTS (SELECT 1 FROM webhook_endpoints \
+         WHERE id = $1 AND is_active = 0)",
     )
     .bind(endpoint_id)
     .execute(&mut **tx)
