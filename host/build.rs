@@ -64,6 +64,8 @@ fn run() -> Result<(), String> {
         "wit",
         "tests/guests",
         "examples",
+        // `sqlx::migrate!` embeds this folder: a new migration must rebuild.
+        "migrations",
         "Cargo.toml",
         "Cargo.lock",
     ] {

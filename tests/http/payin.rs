@@ -350,11 +350,12 @@ async fn payin_velocity_windows(db: Db) {
     assert_eq!(counts().await, Some([2, 4, 5]));
 }
 
-/// An IP is probed only at the network lengths the tenant's ranges use,
-/// cached per node: a range written by any other writer (here a connection
-/// of the test's own, as another node would) counts from the very next
-/// assessment, IPv4 and IPv6, and deleting it is seen as soon. Writes of
-/// other list types leave the range counter alone.
+/// Only the list types a tenant has entries of are probed, and an IP only
+/// at the network lengths its ranges use, cached per node: a range or a
+/// tenant's first entry of a type written by any other writer (here a
+/// connection of the test's own, as another node would) counts from the
+/// very next assessment, IPv4 and IPv6, and deleting a range is seen as
+/// soon. Further entries of a known type leave the probe counter alone.
 async fn payin_ip_ranges_seen_at_once(db: Db) {
     use sqlx::{Executor, Row};
     let t = TestApp::start(db).await;
@@ -378,12 +379,12 @@ async fn payin_ip_ranges_seen_at_once(db: Db) {
         )
     };
     let version = || async {
-        sqlx::query("SELECT ip_ranges FROM blocklist_versions WHERE tenant_id = $1")
+        sqlx::query("SELECT probes FROM blocklist_versions WHERE tenant_id = $1")
             .bind(&a.id)
             .fetch_optional(&raw)
             .await
             .unwrap()
-            .map_or(0, |r| r.get::<i64, _>("ip_ranges"))
+            .map_or(0, |r| r.get::<i64, _>("probes"))
     };
     raw.execute(insert("bl_raw_1", "ip_range", "198.51.100.0/24").as_str())
         .await
@@ -403,25 +404,65 @@ async fn payin_ip_ranges_seen_at_once(db: Db) {
         .unwrap();
     let (_, v) = t.post(ASSESS, &a.key, &from("2001:db8::1")).await;
     assert_eq!(blocked_by(&v), "blocklist:ip_range", "{v}");
-    assert_eq!(version().await, 3);
-    // Another list type does not move the counter.
-    raw.execute(insert("bl_raw_4", "email", "x@example.com").as_str())
-        .await
-        .unwrap();
-    assert_eq!(version().await, 3);
-    raw.execute("DELETE FROM blocklist_entries WHERE id IN ('bl_raw_1', 'bl_raw_2')")
+    // Three ranges, and the tenant's first entry of a type.
+    assert_eq!(version().await, 4);
+    // The first entry of another type moves the counter and is matched
+    // at once (the tenant had no e-mail entry: e-mails were not probed).
+    let (_, v) = t.post(ASSESS, &a.key, &payin()).await;
+    assert_eq!(blocked_by(&v), "", "{v}");
+    let email = payin()["email"].as_str().unwrap().to_owned();
+    raw.execute(insert("bl_raw_4", "email", &email).as_str())
         .await
         .unwrap();
     assert_eq!(version().await, 5);
+    let (_, v) = t.post(ASSESS, &a.key, &payin()).await;
+    assert_eq!(blocked_by(&v), "blocklist:email", "{v}");
+    // Further e-mails do not.
+    raw.execute(insert("bl_raw_5", "email", "x@example.com").as_str())
+        .await
+        .unwrap();
+    raw.execute("DELETE FROM blocklist_entries WHERE id = 'bl_raw_4'")
+        .await
+        .unwrap();
+    assert_eq!(version().await, 5);
+    raw.execute("DELETE FROM blocklist_entries WHERE id IN ('bl_raw_1', 'bl_raw_2')")
+        .await
+        .unwrap();
+    assert_eq!(version().await, 7);
     let (_, v) = t.post(ASSESS, &a.key, &from("198.51.100.23")).await;
     assert_eq!(blocked_by(&v), "", "{v}");
     // An update (deactivating a range) moves it too.
     raw.execute("UPDATE blocklist_entries SET is_active = 0 WHERE id = 'bl_raw_3'")
         .await
         .unwrap();
-    assert_eq!(version().await, 6);
+    assert_eq!(version().await, 8);
     let (_, v) = t.post(ASSESS, &a.key, &from("2001:db8::1")).await;
     assert_eq!(blocked_by(&v), "", "{v}");
+    // A type first written by an update (a phone turned into a device
+    // fingerprint) is probed from the next read too.
+    let device = payin()["device"]["fingerprint"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    raw.execute(insert("bl_raw_6", "phone", &device).as_str())
+        .await
+        .unwrap();
+    assert_eq!(version().await, 9);
+    let (_, v) = t.post(ASSESS, &a.key, &from("192.0.2.1")).await;
+    assert_eq!(blocked_by(&v), "", "{v}");
+    raw.execute(
+        "UPDATE blocklist_entries SET list_type = 'device_fingerprint' WHERE id = 'bl_raw_6'",
+    )
+    .await
+    .unwrap();
+    assert_eq!(version().await, 10);
+    let (_, v) = t.post(ASSESS, &a.key, &from("192.0.2.1")).await;
+    assert_eq!(blocked_by(&v), "blocklist:device_fingerprint", "{v}");
+    // Another tenant's first entries move only its own counter.
+    let b = t.tenant().await;
+    let other = insert("bl_raw_7", "card_bin", "411111").replace(&a.id, &b.id);
+    raw.execute(other.as_str()).await.unwrap();
+    assert_eq!(version().await, 10);
 }
 
 /// Field warnings follow the tenant's segment; the pipeline API configures

@@ -197,12 +197,14 @@ impl Store {
     /// SQLite's planner use only the tenant prefix of the index and scan
     /// the tenant's whole list (see [`Store::assess_query_plans`]).
     ///
-    /// An IP's networks (`ip_range` pairs) are probed only at the lengths
-    /// the tenant's ranges use, cached per node with the tenant's range
-    /// counter (migration 0010), which the same read returns: when it has
-    /// moved, the cache is refreshed and the read repeated. A tenant with
-    /// no ranges costs one probe per IP instead of 34 (IPv4) or 130
-    /// (IPv6).
+    /// Only what can match is probed: the list types the tenant has had
+    /// entries of, and an IP's networks (`ip_range` pairs) only at the
+    /// lengths the tenant's ranges use. Both are cached per node with the
+    /// tenant's probe counter (migrations 0010, 0011), which the same read
+    /// returns: when it has moved, the cache is refreshed and the read
+    /// repeated. A tenant with no ranges costs one probe per IP instead of
+    /// 34 (IPv4) or 130 (IPv6); a tenant listing only e-mails and cards
+    /// costs no phone, device, customer or country probe.
     pub async fn assess_context(
         &self,
         tenant_id: &str,
@@ -212,72 +214,86 @@ impl Store {
         velocity: &VelocityQuery<'_>,
         now: i64,
     ) -> Result<AssessContext, StoreError> {
-        if !pairs.iter().any(|(t, _)| t == IP_RANGE) {
+        if pairs.is_empty() {
             let (context, _) = self
                 .read_context(tenant_id, flow, pairs, history_key, velocity, now, false)
                 .await?;
             return Ok(context);
         }
         for _ in 0..3 {
-            let (version, lengths) = match self.ip_lengths.get(tenant_id) {
+            let probes = match self.probes.get(tenant_id) {
                 Some(cached) => cached,
-                None => self.refresh_ip_lengths(tenant_id).await?,
+                None => self.refresh_probes(tenant_id).await?,
             };
             let probed: Vec<(String, String)> = pairs
                 .iter()
-                .filter(|(t, v)| {
-                    t != IP_RANGE || network_length(v).is_some_and(|l| lengths.contains(&l))
-                })
+                .filter(|(t, v)| probes.worth_probing(t, v))
                 .cloned()
                 .collect();
             let (context, seen) = self
                 .read_context(tenant_id, flow, &probed, history_key, velocity, now, true)
                 .await?;
-            if seen == Some(version) {
+            if seen == Some(probes.version) {
                 return Ok(context);
             }
-            self.ip_lengths.forget(tenant_id);
+            self.probes.forget(tenant_id);
         }
-        // The tenant's ranges keep moving under us: probe every network.
+        // The tenant's lists keep moving under us: probe every pair.
         let (context, _) = self
             .read_context(tenant_id, flow, pairs, history_key, velocity, now, false)
             .await?;
         Ok(context)
     }
 
-    /// Reads the network lengths of the tenant's `ip_range` entries and
-    /// caches them with the range counter read before them: the lengths
-    /// cover at least every range as of that counter.
-    async fn refresh_ip_lengths(&self, tenant_id: &str) -> Result<(i64, Lengths), StoreError> {
-        let _one = self.ip_lengths.refreshing.lock().await;
-        if let Some(cached) = self.ip_lengths.get(tenant_id) {
+    /// Reads the list types of the tenant's entries and the network lengths
+    /// of its `ip_range` entries, and caches them with the probe counter
+    /// read before them: they cover at least every entry as of that counter.
+    async fn refresh_probes(&self, tenant_id: &str) -> Result<Arc<Probes>, StoreError> {
+        let _one = self.probes.refreshing.lock().await;
+        if let Some(cached) = self.probes.get(tenant_id) {
             return Ok(cached);
         }
         let version: i64 =
-            sqlx::query("SELECT ip_ranges FROM blocklist_versions WHERE tenant_id = $1")
+            sqlx::query("SELECT probes FROM blocklist_versions WHERE tenant_id = $1")
                 .bind(tenant_id)
                 .fetch_optional(&self.pool)
                 .await?
-                .map(|r| r.try_get("ip_ranges"))
+                .map(|r| r.try_get("probes"))
                 .transpose()?
                 .unwrap_or(0);
-        let lengths: HashSet<(bool, u8)> = sqlx::query(
-            "SELECT value FROM blocklist_entries WHERE tenant_id = $1 AND list_type = 'ip_range'",
-        )
-        .bind(tenant_id)
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .filter_map(|r| network_length(&r.try_get::<String, _>("value").ok()?))
-        .collect();
-        let lengths = Arc::new(lengths);
-        self.ip_lengths
-            .put(tenant_id, version, Arc::clone(&lengths));
-        Ok((version, lengths))
+        let types: HashSet<String> =
+            sqlx::query("SELECT list_type FROM blocklist_types WHERE tenant_id = $1")
+                .bind(tenant_id)
+                .fetch_all(&self.pool)
+                .await?
+                .iter()
+                .map(|r| r.try_get("list_type"))
+                .collect::<Result<_, _>>()?;
+        let lengths: HashSet<(bool, u8)> = if types.contains(IP_RANGE) {
+            sqlx::query(
+                "SELECT value FROM blocklist_entries \
+                 WHERE tenant_id = $1 AND list_type = 'ip_range'",
+            )
+            .bind(tenant_id)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .filter_map(|r| network_length(&r.try_get::<String, _>("value").ok()?))
+            .collect()
+        } else {
+            HashSet::new()
+        };
+        let probes = Arc::new(Probes {
+            version,
+            types,
+            lengths,
+        });
+        self.probes.put(tenant_id, Arc::clone(&probes));
+        Ok(probes)
     }
 
-    /// [`Store::assess_context`]'s one read; with `ip_version`, also the
-    /// tenant's range counter (0 before its first range).
+    /// [`Store::assess_context`]'s one read; with `probe_version`, also
+    /// the tenant's probe counter (0 before its first entry).
     #[allow(clippy::too_many_arguments)]
     async fn read_context(
         &self,
@@ -287,7 +303,7 @@ impl Store {
         history_key: Option<(&str, &str)>,
         velocity: &VelocityQuery<'_>,
         now: i64,
-        ip_version: bool,
+        probe_version: bool,
     ) -> Result<(AssessContext, Option<i64>), StoreError> {
         let groups = group_pairs(pairs);
         let sizes: Vec<usize> = groups.iter().map(|(_, v)| v.len()).collect();
@@ -295,7 +311,7 @@ impl Store {
             &sizes,
             history_key.is_some(),
             velocity.keys.len(),
-            ip_version,
+            probe_version,
         ) else {
             return Ok((AssessContext::default(), None));
         };
@@ -322,7 +338,7 @@ impl Store {
             }
         }
         let mut out = AssessContext::default();
-        let mut seen = ip_version.then_some(0);
+        let mut seen = probe_version.then_some(0);
         for r in q.fetch_all(&self.pool).await? {
             let part: String = r.try_get("part")?;
             // SUM over no rows is NULL; GROUP BY yields no row then anyway.
@@ -337,7 +353,7 @@ impl Store {
                         last_at: r.try_get("last_at")?,
                     });
                 }
-                "ip_version" => seen = Some(r.try_get("transfers")?),
+                "probes" => seen = Some(r.try_get("transfers")?),
                 "velocity" => out.velocity.push((
                     r.try_get("id")?,
                     r.try_get("list_type")?,
@@ -790,7 +806,7 @@ pub(super) fn context_sql(
     groups: &[usize],
     history: bool,
     velocity: usize,
-    ip_version: bool,
+    probe_version: bool,
 ) -> Option<String> {
     let mut parts = Vec::with_capacity(groups.len() + 2 + velocity);
     // $1 is the tenant; with identifiers, $2 the time and $3 the flow.
@@ -841,11 +857,11 @@ pub(super) fn context_sql(
             ));
         }
     }
-    if ip_version {
-        // Only `$1`: the tenant's range counter, in the counts' column.
+    if probe_version {
+        // Only `$1`: the tenant's probe counter, in the counts' column.
         parts.push(
-            "SELECT 'ip_version' AS part, '' AS id, '' AS list_type, '' AS value, \
-             '' AS severity, ip_ranges AS transfers, CAST(0 AS BIGINT) AS first_at, \
+            "SELECT 'probes' AS part, '' AS id, '' AS list_type, '' AS value, \
+             '' AS severity, probes AS transfers, CAST(0 AS BIGINT) AS first_at, \
              CAST(0 AS BIGINT) AS last_at FROM blocklist_versions WHERE tenant_id = $1"
                 .to_owned(),
         );
@@ -862,31 +878,45 @@ fn network_length(network: &str) -> Option<(bool, u8)> {
     Some((address.contains(':'), length.parse().ok()?))
 }
 
-/// (IPv6, prefix length) pairs a tenant's ranges use.
-type Lengths = Arc<HashSet<(bool, u8)>>;
+/// What is worth probing for one tenant, as of its probe counter.
+#[derive(Debug)]
+pub(super) struct Probes {
+    version: i64,
+    /// The list types the tenant has had entries of.
+    types: HashSet<String>,
+    /// (IPv6, prefix length) pairs its `ip_range` entries use.
+    lengths: HashSet<(bool, u8)>,
+}
 
-/// Per node: the network lengths of each tenant's `ip_range` entries, with
-/// the tenant's range counter they were read at.
+impl Probes {
+    fn worth_probing(&self, list_type: &str, value: &str) -> bool {
+        self.types.contains(list_type)
+            && (list_type != IP_RANGE
+                || network_length(value).is_some_and(|l| self.lengths.contains(&l)))
+    }
+}
+
+/// Per node: each tenant's [`Probes`].
 #[derive(Debug, Default)]
-pub(super) struct IpLengths {
-    cached: Mutex<HashMap<String, (i64, Lengths)>>,
+pub(super) struct ProbeCache {
+    cached: Mutex<HashMap<String, Arc<Probes>>>,
     /// One refresh at a time per node: requests that find the cache empty
     /// together wait for the first one's read instead of each reading.
     refreshing: tokio::sync::Mutex<()>,
 }
 
-impl IpLengths {
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, (i64, Lengths)>> {
+impl ProbeCache {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Arc<Probes>>> {
         // A poisoned map is still a consistent cache.
         self.cached.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn get(&self, tenant_id: &str) -> Option<(i64, Lengths)> {
+    fn get(&self, tenant_id: &str) -> Option<Arc<Probes>> {
         self.lock().get(tenant_id).cloned()
     }
 
-    fn put(&self, tenant_id: &str, version: i64, lengths: Lengths) {
-        self.lock().insert(tenant_id.to_owned(), (version, lengths));
+    fn put(&self, tenant_id: &str, probes: Arc<Probes>) {
+        self.lock().insert(tenant_id.to_owned(), probes);
     }
 
     fn forget(&self, tenant_id: &str) {

@@ -130,8 +130,9 @@ pub struct Store {
     backend: Backend,
     /// Assessments waiting for the next group commit.
     commits: Arc<commit_queue::CommitQueue>,
-    /// The network lengths of each tenant's IP ranges (assess context).
-    ip_lengths: Arc<assessments::IpLengths>,
+    /// What is worth probing per tenant: list types, IP network lengths
+    /// (assess context).
+    probes: Arc<assessments::ProbeCache>,
 }
 
 impl Store {
@@ -175,7 +176,7 @@ impl Store {
                     pool,
                     backend,
                     commits: Arc::new(commit_queue::CommitQueue::new(PG_COMMITTERS)),
-                    ip_lengths: Arc::default(),
+                    probes: Arc::default(),
                 })
             }
             Backend::Sqlite => {
@@ -217,7 +218,7 @@ impl Store {
                     backend,
                     // One writer connection: one batch at a time.
                     commits: Arc::new(commit_queue::CommitQueue::new(1)),
-                    ip_lengths: Arc::default(),
+                    probes: Arc::default(),
                 })
             }
         }
