@@ -873,6 +873,84 @@ const NODE_ENV: &[(&str, &str)] = &[
 
 /// An app that accepts loopback endpoints but leaves delivery to the
 /// `aduana serve` nodes a test starts.
+/// The worker's "is anything sendable due?" ignores busy endpoints (at
+/// their concurrency cap: a hanging receiver's backlog) and still sees
+/// every other endpoint's due delivery, and only pending ones that are due.
+async fn webhooks_due_check_skips_busy_endpoints(db: Db) {
+    use sqlx::Executor;
+    let t = api_only_app(db).await;
+    let a = t.tenant().await;
+    let hang = create_hook(&t, &a, &json!({"url": "http://127.0.0.1:9/hang"})).await;
+    let other = create_hook(&t, &a, &json!({"url": "http://127.0.0.1:9/other"})).await;
+    let (hang, other) = (
+        hang["id"].as_str().unwrap().to_owned(),
+        other["id"].as_str().unwrap().to_owned(),
+    );
+    let raw = t.raw_pool().await;
+    let store = &t.app.store;
+    let now = 1_000_000_i64;
+    let delivery = |id: &str, endpoint: &str, status: &str, due: i64| {
+        format!(
+            "INSERT INTO webhook_deliveries (id, tenant_id, endpoint_id, event_id, event, status, \
+             attempts, next_attempt_at, created_at, updated_at) \
+             VALUES ('{id}', '{}', '{endpoint}', 'evt_{id}', 'transaction.created', '{status}', \
+             0, {due}, 0, 0)",
+            a.id
+        )
+    };
+    assert!(!store.deliveries_due(now, &[]).await.unwrap());
+    // A backlog of the busy endpoint, all due.
+    for i in 0..50 {
+        raw.execute(delivery(&format!("whd_h{i}"), &hang, "pending", now - 10).as_str())
+            .await
+            .unwrap();
+    }
+    let busy = [hang.clone()];
+    assert!(store.deliveries_due(now, &[]).await.unwrap());
+    assert!(!store.deliveries_due(now, &busy).await.unwrap());
+    // The other endpoint's rows count only when pending and due.
+    raw.execute(delivery("whd_o1", &other, "delivered", now - 10).as_str())
+        .await
+        .unwrap();
+    raw.execute(delivery("whd_o2", &other, "failed", now - 10).as_str())
+        .await
+        .unwrap();
+    raw.execute(delivery("whd_o3", &other, "pending", now + 10).as_str())
+        .await
+        .unwrap();
+    assert!(!store.deliveries_due(now, &busy).await.unwrap());
+    assert!(store.deliveries_due(now + 10, &busy).await.unwrap());
+    let both = [hang.clone(), other.clone()];
+    assert!(!store.deliveries_due(now + 10, &both).await.unwrap());
+    // A disabled endpoint's due rows are not sendable.
+    let (s, _) = t
+        .request(
+            Method::PATCH,
+            &format!("/api/v1/webhooks/{other}"),
+            Some(&a.key),
+            Some(&json!({"is_active": false})),
+        )
+        .await
+        .into_pair();
+    assert_eq!(s, 200);
+    raw.execute(delivery("whd_o4", &other, "pending", now - 10).as_str())
+        .await
+        .unwrap();
+    assert!(!store.deliveries_due(now + 10, &busy).await.unwrap());
+    // Another tenant's due delivery is sendable like any other.
+    let b = t.tenant().await;
+    let theirs = create_hook(&t, &b, &json!({"url": "http://127.0.0.1:9/b"})).await;
+    let theirs = theirs["id"].as_str().unwrap();
+    raw.execute(
+        delivery("whd_b1", theirs, "pending", now - 10)
+            .replace(&a.id, &b.id)
+            .as_str(),
+    )
+    .await
+    .unwrap();
+    assert!(store.deliveries_due(now, &busy).await.unwrap());
+}
+
 async fn api_only_app(db: Db) -> TestApp {
     TestApp::start_configured(db, &[], |c| {
         c.webhooks.deliver = false;
@@ -1080,6 +1158,7 @@ crate::both_backends!(
     webhooks_rotate_retry_recover,
     webhooks_park_disabled_endpoints,
     webhooks_failing_turn_loses_no_assessment,
+    webhooks_due_check_skips_busy_endpoints,
     webhooks_validate_and_isolate_tenants,
     webhooks_survive_kill_9,
 );

@@ -670,10 +670,15 @@ impl Store {
         Ok(dispatched)
     }
 
-    /// Whether any delivery of an active endpoint is due (a read, so an
-    /// idle worker does not take the write lock to find nothing to claim).
-    pub async fn deliveries_due(&self, now: i64) -> Result<bool, StoreError> {
-        Ok(sqlx::query(
+    /// Whether any delivery of an active endpoint outside `busy` is due (a
+    /// read, so an idle worker does not take the write lock to find
+    /// nothing to claim). First the due index (one probe when nothing is
+    /// due); when something is and some endpoints are busy, per endpoint
+    /// (`webhook_deliveries_pending`): a busy endpoint's backlog (one that
+    /// hangs) is all due, and the claim would walk it under the write lock
+    /// on every turn only to skip it.
+    pub async fn deliveries_due(&self, now: i64, busy: &[String]) -> Result<bool, StoreError> {
+        let any = sqlx::query(
             "SELECT 1 AS due FROM webhook_deliveries d WHERE d.status = 'pending' \
              AND d.next_attempt_at <= $1 AND EXISTS (SELECT 1 FROM webhook_endpoints e \
              WHERE e.id = d.endpoint_id AND e.is_active = 1) LIMIT 1",
@@ -681,7 +686,22 @@ impl Store {
         .bind(now)
         .fetch_optional(&self.pool)
         .await?
-        .is_some())
+        .is_some();
+        if !any || busy.is_empty() {
+            return Ok(any);
+        }
+        let sql = format!(
+            "SELECT 1 AS due FROM webhook_endpoints e \
+             WHERE e.is_active = 1 AND e.id NOT IN ({}) AND EXISTS (\
+             SELECT 1 FROM webhook_deliveries d WHERE d.endpoint_id = e.id \
+             AND d.status = 'pending' AND d.next_attempt_at <= $1) LIMIT 1",
+            params(2, busy.len())
+        );
+        let mut q = sqlx::query(&sql).bind(now);
+        for b in busy {
+            q = q.bind(b);
+        }
+        Ok(q.fetch_optional(&self.pool).await?.is_some())
     }
 
     /// Claims up to `limit` due deliveries of active endpoints, except

@@ -191,12 +191,18 @@ pub async fn run(hooks: Webhooks, mut stop: Stop) {
         }
         let room = cfg.concurrency.saturating_sub(tasks.len());
         // Retries, recoveries and what the dispatch had no room for.
-        if room > 0 && hooks.store().deliveries_due(now).await.unwrap_or(true) {
-            let busy: Vec<String> = lock(&inflight)
-                .iter()
-                .filter(|(_, n)| **n >= cfg.endpoint_concurrency)
-                .map(|(id, _)| id.clone())
-                .collect();
+        let busy: Vec<String> = lock(&inflight)
+            .iter()
+            .filter(|(_, n)| **n >= cfg.endpoint_concurrency)
+            .map(|(id, _)| id.clone())
+            .collect();
+        if room > 0
+            && hooks
+                .store()
+                .deliveries_due(now, &busy)
+                .await
+                .unwrap_or(true)
+        {
             match hooks
                 .store()
                 .claim_deliveries(now, lease_until, room as i64, &busy)
