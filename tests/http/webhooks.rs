@@ -949,6 +949,19 @@ async fn webhooks_due_check_skips_busy_endpoints(db: Db) {
     .await
     .unwrap();
     assert!(store.deliveries_due(now, &busy).await.unwrap());
+    // One probe of the pending index per endpoint, on both databases.
+    let plan = store.webhook_due_plan().await.unwrap().plan;
+    match t.db {
+        Db::Sqlite => assert!(
+            plan.contains("INDEX webhook_deliveries_pending (endpoint_id=?"),
+            "{plan}"
+        ),
+        Db::Postgres => assert!(
+            plan.contains("webhook_deliveries_pending")
+                && plan.contains("Index Cond: ((endpoint_id = e.id)"),
+            "{plan}"
+        ),
+    }
 }
 
 async fn api_only_app(db: Db) -> TestApp {

@@ -4,7 +4,7 @@
 //! blocklist entries, one such query turned 2,000 assess/s into 11.
 use sqlx::Row;
 
-use super::{Backend, Store, StoreError, assessments, keys};
+use super::{Backend, Store, StoreError, assessments, keys, webhooks};
 
 /// One query and its plan, as the backend prints it.
 #[derive(Debug, Clone)]
@@ -79,6 +79,20 @@ impl Store {
             });
         }
         Ok(plans)
+    }
+
+    /// Plan of the delivery worker's "is anything outside the busy
+    /// endpoints due?" read (one busy endpoint).
+    pub async fn webhook_due_plan(&self) -> Result<QueryPlan, StoreError> {
+        Ok(QueryPlan {
+            query: "webhook_due_outside_busy",
+            plan: self
+                .explain(
+                    &webhooks::due_outside_sql(1),
+                    vec![Bind::Int(0), Bind::Text("whe_busy")],
+                )
+                .await?,
+        })
     }
 
     async fn explain(&self, sql: &str, binds: Vec<Bind>) -> Result<String, StoreError> {

@@ -261,6 +261,20 @@ fn ids_of(first: usize, rows: usize, cols: usize) -> String {
         .join(", ")
 }
 
+/// Whether an active endpoint outside `$2, …` (`busy` of them) has a
+/// pending delivery due at `$1`: one probe of `webhook_deliveries_pending`
+/// per endpoint. A scalar subquery, not `EXISTS`: PostgreSQL may turn an
+/// `EXISTS` into a semi-join that walks every due row instead.
+pub(super) fn due_outside_sql(busy: usize) -> String {
+    format!(
+        "SELECT 1 AS due FROM webhook_endpoints e \
+         WHERE e.is_active = 1 AND e.id NOT IN ({}) AND (\
+         SELECT 1 FROM webhook_deliveries d WHERE d.endpoint_id = e.id \
+         AND d.status = 'pending' AND d.next_attempt_at <= $1 LIMIT 1) = 1 LIMIT 1",
+        params(2, busy)
+    )
+}
+
 /// Numbers `rows` (id, sequence, previous id) and marks them dispatched
 /// at `now`, in one statement.
 async fn number_events(
@@ -690,13 +704,7 @@ impl Store {
         if !any || busy.is_empty() {
             return Ok(any);
         }
-        let sql = format!(
-            "SELECT 1 AS due FROM webhook_endpoints e \
-             WHERE e.is_active = 1 AND e.id NOT IN ({}) AND EXISTS (\
-             SELECT 1 FROM webhook_deliveries d WHERE d.endpoint_id = e.id \
-             AND d.status = 'pending' AND d.next_attempt_at <= $1) LIMIT 1",
-            params(2, busy.len())
-        );
+        let sql = due_outside_sql(busy.len());
         let mut q = sqlx::query(&sql).bind(now);
         for b in busy {
             q = q.bind(b);
