@@ -50,6 +50,11 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 /// Group commits in flight at once on PostgreSQL.
 const PG_COMMITTERS: usize = 4;
 
+/// PostgreSQL connections of a background worker's own pool
+/// ([`Store::for_worker`]): a delivery turn, a claim and the metrics read
+/// at once, and one spare.
+const WORKER_PG_CONNECTIONS: u32 = 4;
+
 /// Errors of the storage boundary.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -224,30 +229,46 @@ impl Store {
         }
     }
 
-    /// The same store for a background worker: on SQLite with a reader
-    /// connection of its own (same writer and commit queue), opened lazily
-    /// by the worker's thread. A SQLite connection is a thread, created by
-    /// the thread that opens it and sharing its OS priority: a worker
-    /// running at a lower priority must not open connections request
-    /// handlers later borrow. On PostgreSQL, a clone.
-    pub fn with_own_reader(&self) -> Self {
-        if self.backend != Backend::Sqlite {
-            return self.clone();
-        }
+    /// The same store for a background worker running on a runtime of its
+    /// own, with connections of its own, opened lazily by the worker's
+    /// thread. On SQLite, a reader connection (same writer and commit
+    /// queue): a SQLite connection is a thread, created by the thread that
+    /// opens it and sharing its OS priority, so a worker running at a
+    /// lower priority must not open connections request handlers later
+    /// borrow. On PostgreSQL, a small pool for its reads and writes: a
+    /// pooled connection is socket I/O registered with the runtime that
+    /// opened it, so the worker must not share the request runtime's
+    /// connections (nor they its).
+    pub fn for_worker(&self) -> Self {
         let options = (*self.pool.connect_options()).clone();
-        let pool = AnyPoolOptions::new()
-            .max_connections(1)
-            .acquire_timeout(Duration::from_secs(10))
-            .after_connect(|conn, _| {
-                Box::pin(async move {
-                    conn.execute("PRAGMA busy_timeout = 10000;").await?;
-                    Ok(())
-                })
-            })
-            .connect_lazy_with(options);
-        Self {
-            pool,
-            ..self.clone()
+        match self.backend {
+            Backend::Sqlite => {
+                let pool = AnyPoolOptions::new()
+                    .max_connections(1)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            conn.execute("PRAGMA busy_timeout = 10000;").await?;
+                            Ok(())
+                        })
+                    })
+                    .connect_lazy_with(options);
+                Self {
+                    pool,
+                    ..self.clone()
+                }
+            }
+            Backend::Postgres => {
+                let pool = AnyPoolOptions::new()
+                    .max_connections(WORKER_PG_CONNECTIONS)
+                    .acquire_timeout(Duration::from_secs(5))
+                    .connect_lazy_with(options);
+                Self {
+                    writer: pool.clone(),
+                    pool,
+                    ..self.clone()
+                }
+            }
         }
     }
 

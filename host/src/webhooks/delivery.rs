@@ -79,26 +79,20 @@ pub fn client(hooks: &Webhooks) -> reqwest::Result<reqwest::Client> {
         .build()
 }
 
-/// The OS priority (nice value) of the delivery thread on SQLite: when
+/// The OS priority (nice value) of the delivery thread: when
 /// the CPU is short, assessments (synchronous, on a bank's payment path)
 /// go first and deliveries (asynchronous by contract) take what is left.
 /// Under no contention it changes nothing.
 const WORKER_NICE: i32 = 10;
 
 /// Runs the worker ([`run`]) where it least delays requests, until it
-/// ends. On SQLite, on a thread and runtime of its own at a lower OS
-/// priority ([`WORKER_NICE`]), with a reader connection of its own (opened
-/// by that thread, so it shares the lower priority and no request borrows
-/// it; writes still go through the one writer): a burst of deliveries
-/// then never occupies the request-serving workers, and when the CPU is
-/// short the OS runs requests first. On PostgreSQL, on the shared
-/// runtime: a pooled connection is socket I/O registered with the runtime
-/// that opened it, and one opened by a separate runtime would wake its
-/// later users only when that runtime's thread is idle.
+/// ends: on a thread and runtime of its own at a lower OS priority
+/// ([`WORKER_NICE`]), with database connections of its own opened by that
+/// thread ([`Store::for_worker`](crate::store::Store::for_worker)). A
+/// burst of deliveries then never occupies the request-serving workers,
+/// and when the CPU is short the OS runs requests first. On SQLite its
+/// writes still go through the one writer.
 pub async fn run_isolated(hooks: Webhooks, stop: Stop) {
-    if hooks.store().backend() != crate::store::Backend::Sqlite {
-        return run(hooks, stop).await;
-    }
     let (done, finished) = tokio::sync::oneshot::channel::<()>();
     let spawned = std::thread::Builder::new()
         .name("aduana-webhooks".into())
@@ -115,7 +109,7 @@ pub async fn run_isolated(hooks: Webhooks, stop: Stop) {
             {
                 Ok(runtime) => runtime.block_on(async move {
                     // Inside the runtime: the pool's upkeep is a task.
-                    let store = hooks.store().with_own_reader();
+                    let store = hooks.store().for_worker();
                     run(hooks.with_store(store), stop).await;
                 }),
                 Err(e) => tracing::error!(error = %e, "webhook delivery disabled: no runtime"),
