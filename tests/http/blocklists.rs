@@ -531,6 +531,12 @@ async fn bulk_import(db: Db) {
     assert_eq!(errors[1]["field"], "severity");
     let (_, list) = t.get("/api/v1/blocklists", &a.key).await;
     assert_eq!(count(&list), 0, "{list}");
+    // An assessment before the import: this node now holds the tenant's
+    // list types (none), so the match below needs the import to move the
+    // probe counter (the first e-mail entry, in the import's statements).
+    let payin = json!({"amount": 100, "currency": "MXN", "email": "fraud@example.com"});
+    let (_, v) = t.post("/api/v1/assess", &a.key, &payin).await;
+    assert_eq!(v["blocked_by"], Value::Null, "{v}");
 
     // The good rows import; values are normalized as single entries are.
     let csv = "list_type,value,flow_scope,severity,reason\n\
@@ -546,14 +552,18 @@ async fn bulk_import(db: Db) {
     let (_, list) = t.get("/api/v1/blocklists?list_type=ip_range", &a.key).await;
     assert_eq!(list["data"][0]["value"], "10.0.0.0/8", "{list}");
     // Imported entries match at once.
-    let (_, v) = t
-        .post(
-            "/api/v1/assess",
-            &a.key,
-            &json!({"amount": 100, "currency": "MXN", "email": "fraud@example.com"}),
-        )
-        .await;
+    let (_, v) = t.post("/api/v1/assess", &a.key, &payin).await;
     assert_eq!(v["blocked_by"], "blocklist:email", "{v}");
+    // So does a type first listed by an import without any range (the
+    // range trigger does not move the counter then; the type trigger does).
+    let by_phone = json!({"amount": 100, "currency": "MXN", "phone": "+52 55 1234 5678"});
+    let (_, v) = t.post("/api/v1/assess", &a.key, &by_phone).await;
+    assert_eq!(v["blocked_by"], Value::Null, "{v}");
+    let csv = "list_type,value\nphone,+52 55 1234 5678\n";
+    let (s, v) = import(&t, &a.key, "", "text/csv", csv.into()).await;
+    assert_eq!(s, 200, "{v}");
+    let (_, v) = t.post("/api/v1/assess", &a.key, &by_phone).await;
+    assert_eq!(v["blocked_by"], "blocklist:phone", "{v}");
 
     // NDJSON; a repeat of an existing entry and a repeat within the file
     // are reported with their lines and skipped.
