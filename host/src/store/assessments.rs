@@ -216,7 +216,7 @@ impl Store {
     ) -> Result<AssessContext, StoreError> {
         if pairs.is_empty() {
             let (context, _) = self
-                .read_context(tenant_id, flow, pairs, history_key, velocity, now, false)
+                .read_context(tenant_id, flow, &[], history_key, velocity, now, false)
                 .await?;
             return Ok(context);
         }
@@ -225,10 +225,9 @@ impl Store {
                 Some(cached) => cached,
                 None => self.refresh_probes(tenant_id).await?,
             };
-            let probed: Vec<(String, String)> = pairs
+            let probed: Vec<&(String, String)> = pairs
                 .iter()
                 .filter(|(t, v)| probes.worth_probing(t, v))
-                .cloned()
                 .collect();
             let (context, seen) = self
                 .read_context(tenant_id, flow, &probed, history_key, velocity, now, true)
@@ -239,8 +238,9 @@ impl Store {
             self.probes.forget(tenant_id);
         }
         // The tenant's lists keep moving under us: probe every pair.
+        let every: Vec<&(String, String)> = pairs.iter().collect();
         let (context, _) = self
-            .read_context(tenant_id, flow, pairs, history_key, velocity, now, false)
+            .read_context(tenant_id, flow, &every, history_key, velocity, now, false)
             .await?;
         Ok(context)
     }
@@ -299,7 +299,7 @@ impl Store {
         &self,
         tenant_id: &str,
         flow: &str,
-        pairs: &[(String, String)],
+        pairs: &[&(String, String)],
         history_key: Option<(&str, &str)>,
         velocity: &VelocityQuery<'_>,
         now: i64,
@@ -926,9 +926,9 @@ impl ProbeCache {
 
 /// `pairs` grouped by list type, in order of first appearance: the type
 /// and its values.
-pub(super) fn group_pairs(pairs: &[(String, String)]) -> Vec<(&str, Vec<&str>)> {
+pub(super) fn group_pairs<'a>(pairs: &[&'a (String, String)]) -> Vec<(&'a str, Vec<&'a str>)> {
     let mut groups: Vec<(&str, Vec<&str>)> = Vec::new();
-    for (t, v) in pairs {
+    for &(t, v) in pairs {
         match groups.iter_mut().find(|(g, _)| g == t) {
             Some((_, values)) => values.push(v),
             None => groups.push((t, vec![v])),
