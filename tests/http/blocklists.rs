@@ -664,3 +664,64 @@ crate::both_backends!(
     tenant_isolation,
     per_assess_reads_are_index_probes,
 );
+
+/// PostgreSQL: every blocklist writer takes the tenant's probe counter
+/// before it writes an entry. Here a transaction of the test's own holds
+/// the counter (as an import does between its chunks, or a fraud report
+/// between its entries) while the API adds a range, then writes the same
+/// range itself. Before, the API's insert wrote the range first and
+/// waited for the counter in its trigger, the transaction then waited on
+/// that uncommitted range: a deadlock, one side aborted with a 500. Now
+/// the API waits before writing anything, the transaction's insert goes
+/// through at once, and the API answers 409 DUPLICATE.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocklist_writers_take_the_probe_counter_first() {
+    let t = TestApp::start(Db::Postgres).await;
+    let a = t.tenant().await;
+    let raw = t.raw_pool().await;
+    let mut tx = raw.begin().await.unwrap();
+    sqlx::query(
+        "INSERT INTO blocklist_versions (tenant_id, probes) VALUES ($1, 0) \
+         ON CONFLICT (tenant_id) DO UPDATE SET probes = blocklist_versions.probes",
+    )
+    .bind(&a.id)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    let body = json!({"list_type": "ip_range", "value": "10.9.0.0/16", "flow_scope": "all"});
+    let added = {
+        let (base, client, key) = (t.base.clone(), t.client.clone(), a.key.clone());
+        tokio::spawn(async move {
+            let r = client
+                .post(format!("{base}/api/v1/blocklists"))
+                .bearer_auth(key)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap_or(Value::Null))
+        })
+    };
+    // Let the API's insert reach the counter and wait there.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!added.is_finished(), "the API did not wait for the counter");
+    let insert = sqlx::query(
+        "INSERT INTO blocklist_entries (id, tenant_id, list_type, value, flow_scope, severity, \
+         reason, source, is_active, expires_at, created_at, updated_at) \
+         VALUES ('bl_raw', $1, 'ip_range', '10.9.0.0/16', 'all', 'block', NULL, 'manual', 1, NULL, 0, 0)",
+    )
+    .bind(&a.id);
+    let written = tokio::time::timeout(std::time::Duration::from_secs(5), insert.execute(&mut *tx))
+        .await
+        .expect("the transaction's insert waited on the API's");
+    written.unwrap();
+    tx.commit().await.unwrap();
+    let (status, v) = added.await.unwrap();
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (409, Some("DUPLICATE")),
+        "{v}"
+    );
+    raw.close().await;
+}

@@ -1,7 +1,33 @@
 //! Blocklist entries, always scoped by tenant.
-use sqlx::{Row, any::AnyRow};
+use sqlx::{Any, Row, Transaction, any::AnyRow};
 
-use super::{Store, StoreError};
+use super::{Backend, Store, StoreError};
+
+/// On PostgreSQL, takes the tenant's probe counter row (migrations 0010,
+/// 0011) before the transaction writes any entry. The triggers move that
+/// counter at the end of a statement, after the statement's entries are
+/// written: a writer holding the counter from an earlier statement (an
+/// import's first chunk, a fraud report's first entry) and waiting on an
+/// equal entry another writer had just inserted, while that writer waited
+/// for the counter, was a deadlock, and PostgreSQL aborted one of them (a
+/// 500). Taking the counter first orders every blocklist writer of a tenant
+/// behind one lock. SQLite has one writer: nothing to order.
+pub(super) async fn lock_probe_counter(
+    tx: &mut Transaction<'static, Any>,
+    backend: Backend,
+    tenant_id: &str,
+) -> Result<(), StoreError> {
+    if backend == Backend::Postgres {
+        sqlx::query(
+            "INSERT INTO blocklist_versions (tenant_id, probes) VALUES ($1, 0) \
+             ON CONFLICT (tenant_id) DO UPDATE SET probes = blocklist_versions.probes",
+        )
+        .bind(tenant_id)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
 
 /// A stored entry.
 #[derive(Debug, Clone)]
@@ -105,6 +131,12 @@ impl Store {
         abort_on_duplicate: bool,
     ) -> Result<BulkInsert, StoreError> {
         let mut tx = self.writer.begin().await?;
+        let mut tenants: Vec<&str> = entries.iter().map(|e| e.tenant_id.as_str()).collect();
+        tenants.sort_unstable();
+        tenants.dedup();
+        for tenant in tenants {
+            lock_probe_counter(&mut tx, self.backend, tenant).await?;
+        }
         let mut result = BulkInsert::default();
         for (chunk_no, chunk) in entries.chunks(BULK_ROWS).enumerate() {
             let sql = format!(
@@ -144,10 +176,13 @@ impl Store {
             "INSERT INTO blocklist_entries ({COLUMNS}) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
         );
+        let mut tx = self.writer.begin().await?;
+        lock_probe_counter(&mut tx, self.backend, &e.tenant_id).await?;
         bind_entry(sqlx::query(&sql), e)
-            .execute(&self.writer)
+            .execute(&mut *tx)
             .await
             .map_err(StoreError::from_write)?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -251,6 +286,8 @@ impl Store {
             e.expires_at = v;
         }
         e.updated_at = now;
+        let mut tx = self.writer.begin().await?;
+        lock_probe_counter(&mut tx, self.backend, tenant_id).await?;
         let done = sqlx::query(
             "UPDATE blocklist_entries SET severity = $1, flow_scope = $2, reason = $3, \
              is_active = $4, expires_at = $5, updated_at = $6 WHERE tenant_id = $7 AND id = $8",
@@ -263,9 +300,10 @@ impl Store {
         .bind(e.updated_at)
         .bind(tenant_id)
         .bind(id)
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await
         .map_err(StoreError::from_write)?;
+        tx.commit().await?;
         Ok((done.rows_affected() == 1).then_some(e))
     }
 
@@ -275,11 +313,14 @@ impl Store {
         tenant_id: &str,
         id: &str,
     ) -> Result<bool, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        lock_probe_counter(&mut tx, self.backend, tenant_id).await?;
         let done = sqlx::query("DELETE FROM blocklist_entries WHERE tenant_id = $1 AND id = $2")
             .bind(tenant_id)
             .bind(id)
-            .execute(&self.writer)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(done.rows_affected() == 1)
     }
 }
