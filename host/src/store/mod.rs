@@ -69,6 +69,10 @@ pub enum StoreError {
     DataDir(String, std::io::Error),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// No connection could be had for a write (pool timeout, database
+    /// gone); nothing was written.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
     /// The group-commit worker ended before answering (the runtime is
     /// shutting down); nothing is known to have been written.
     #[error("the commit worker stopped before answering")]
