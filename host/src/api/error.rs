@@ -249,10 +249,11 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Duplicate => Self::Duplicate("an identical record already exists".into()),
-            // Shutting down: nothing was acknowledged, so the integrator's
-            // documented fail-open/closed policy and a retry with the same
-            // idempotency key apply, as for any 503.
-            StoreError::CommitWorkerGone => Self::NotReady,
+            // Shutting down, or no connection to write with: nothing was
+            // acknowledged, so the integrator's documented fail-open/closed
+            // policy and a retry with the same idempotency key apply, as for
+            // any 503.
+            StoreError::CommitWorkerGone | StoreError::Unavailable(_) => Self::NotReady,
             other => Self::Internal(other.into()),
         }
     }

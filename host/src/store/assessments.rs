@@ -408,30 +408,27 @@ impl Store {
         };
         let mut held: Option<(PoolConnection<Any>, usize)> = None;
         while let Some(batch) = self.commits.next_batch() {
-            if held
-                .as_ref()
-                .is_some_and(|(_, n)| *n >= BATCHES_PER_CONNECTION)
-            {
-                held = None;
-            }
-            if held.is_none() {
-                match self.writer.acquire().await {
-                    Ok(conn) => held = Some((conn, 0)),
+            // A used-up connection goes back to the pool here, before the
+            // next is asked for (SQLite's pool has only that one).
+            let reuse = held
+                .take()
+                .filter(|(_, used)| *used < BATCHES_PER_CONNECTION);
+            let (mut conn, used) = match reuse {
+                Some(kept) => kept,
+                None => match self.writer.acquire().await {
+                    Ok(conn) => (conn, 0),
                     Err(e) => {
+                        tracing::warn!(error = %e, size = batch.len(), "no writer connection for a group commit");
                         let e = e.to_string();
                         for (_, reply) in batch {
                             let _ = reply.send(Err(StoreError::Unavailable(e.clone())));
                         }
                         continue;
                     }
-                }
-            }
-            let Some((conn, used)) = held.as_mut() else {
-                continue;
+                },
             };
-            *used += 1;
-            if !self.commit_batch(conn, batch).await {
-                held = None;
+            if self.commit_batch(&mut conn, batch).await {
+                held = Some((conn, used + 1));
             }
         }
         guard.finished = true;

@@ -12,7 +12,7 @@ use super::{Backend, Store, StoreError};
 /// for the counter, was a deadlock, and PostgreSQL aborted one of them (a
 /// 500). Taking the counter first orders every blocklist writer of a tenant
 /// behind one lock. SQLite has one writer: nothing to order.
-pub(super) async fn lock_probe_counter(
+async fn lock_probe_counter(
     tx: &mut Transaction<'static, Any>,
     backend: Backend,
     tenant_id: &str,
@@ -27,6 +27,24 @@ pub(super) async fn lock_probe_counter(
         .await?;
     }
     Ok(())
+}
+
+impl Store {
+    /// A write transaction for blocklist entries of `tenants`, their probe
+    /// counters taken first (see [`lock_probe_counter`]), in one order.
+    pub(super) async fn blocklist_write(
+        &self,
+        tenants: &[&str],
+    ) -> Result<Transaction<'static, Any>, StoreError> {
+        let mut tenants = tenants.to_vec();
+        tenants.sort_unstable();
+        tenants.dedup();
+        let mut tx = self.writer.begin().await?;
+        for tenant in tenants {
+            lock_probe_counter(&mut tx, self.backend, tenant).await?;
+        }
+        Ok(tx)
+    }
 }
 
 /// A stored entry.
@@ -130,13 +148,8 @@ impl Store {
         entries: &[&NewBlocklistEntry],
         abort_on_duplicate: bool,
     ) -> Result<BulkInsert, StoreError> {
-        let mut tx = self.writer.begin().await?;
-        let mut tenants: Vec<&str> = entries.iter().map(|e| e.tenant_id.as_str()).collect();
-        tenants.sort_unstable();
-        tenants.dedup();
-        for tenant in tenants {
-            lock_probe_counter(&mut tx, self.backend, tenant).await?;
-        }
+        let tenants: Vec<&str> = entries.iter().map(|e| e.tenant_id.as_str()).collect();
+        let mut tx = self.blocklist_write(&tenants).await?;
         let mut result = BulkInsert::default();
         for (chunk_no, chunk) in entries.chunks(BULK_ROWS).enumerate() {
             let sql = format!(
@@ -176,8 +189,7 @@ impl Store {
             "INSERT INTO blocklist_entries ({COLUMNS}) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
         );
-        let mut tx = self.writer.begin().await?;
-        lock_probe_counter(&mut tx, self.backend, &e.tenant_id).await?;
+        let mut tx = self.blocklist_write(&[&e.tenant_id]).await?;
         bind_entry(sqlx::query(&sql), e)
             .execute(&mut *tx)
             .await
@@ -286,8 +298,7 @@ impl Store {
             e.expires_at = v;
         }
         e.updated_at = now;
-        let mut tx = self.writer.begin().await?;
-        lock_probe_counter(&mut tx, self.backend, tenant_id).await?;
+        let mut tx = self.blocklist_write(&[tenant_id]).await?;
         let done = sqlx::query(
             "UPDATE blocklist_entries SET severity = $1, flow_scope = $2, reason = $3, \
              is_active = $4, expires_at = $5, updated_at = $6 WHERE tenant_id = $7 AND id = $8",
@@ -313,8 +324,7 @@ impl Store {
         tenant_id: &str,
         id: &str,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.writer.begin().await?;
-        lock_probe_counter(&mut tx, self.backend, tenant_id).await?;
+        let mut tx = self.blocklist_write(&[tenant_id]).await?;
         let done = sqlx::query("DELETE FROM blocklist_entries WHERE tenant_id = $1 AND id = $2")
             .bind(tenant_id)
             .bind(id)

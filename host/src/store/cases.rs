@@ -930,10 +930,8 @@ impl Store {
         outbox: impl FnOnce(&[BlocklistEntry]) -> Vec<OutboxRow>,
     ) -> Result<FraudReportOutcome, StoreError> {
         let tenant_id = &w.case.tenant_id;
-        let mut tx = self.writer.begin().await?;
-        if !w.entries.is_empty() {
-            super::blocklists::lock_probe_counter(&mut tx, self.backend, tenant_id).await?;
-        }
+        // Its entries are blocklist writes: the tenant's counter first.
+        let mut tx = self.blocklist_write(&[tenant_id]).await?;
         let l = &w.label;
         // The label refers to the case: the case goes first. A label that
         // exists (an earlier or concurrent report of the assessment) makes
