@@ -171,7 +171,7 @@ impl Event {
     /// body `{"id", "event", "timestamp", "data"}` (the id stays the same
     /// across delivery attempts).
     pub fn outbox_row(&self, at_ms: i64) -> OutboxRow {
-        let id = ids::object_id("evt");
+        let id = ids::ordered_object_id("evt");
         let payload = json!({
             "id": id,
             "event": self.name(),

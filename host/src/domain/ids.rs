@@ -33,6 +33,18 @@ pub fn object_id(prefix: &str) -> String {
     format!("{prefix}_{}", lower_alnum(20))
 }
 
+/// `<prefix>_<a UUIDv7 as 32 lowercase hex digits>` for rows written by
+/// the thousand per second (events, webhook deliveries): an id made later
+/// sorts later (UUIDv7 starts with the time in milliseconds, and the
+/// crate keeps ids of one process increasing within a millisecond), so
+/// the indexes keyed by these ids grow at their end instead of taking a
+/// new row into a random page. Fewer pages change per commit: less to
+/// write to the WAL and to checkpoint. The time it shows is no secret:
+/// the event carries its timestamp anyway.
+pub fn ordered_object_id(prefix: &str) -> String {
+    format!("{prefix}_{}", uuid::Uuid::now_v7().simple())
+}
+
 /// A fresh API key secret with its kind's prefix (`clm_sk_`, ...): 40
 /// alphanumerics, about 238 bits of entropy.
 pub fn api_key_secret(prefix: &str) -> String {
@@ -79,5 +91,20 @@ mod tests {
         let id = super::payout_session_id(1_763_822_400_000);
         assert!(super::is_payout_session_id(&id), "{id}");
         assert!(id.starts_with("ps_1763822400000_"));
+    }
+
+    #[test]
+    fn ordered_ids_sort_in_the_order_they_were_made() {
+        let ids: Vec<String> = (0..1000).map(|_| super::ordered_object_id("evt")).collect();
+        let mut sorted = ids.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted, ids, "made in order, all distinct");
+        let hex = ids[0].strip_prefix("evt_").unwrap_or_default();
+        assert_eq!(hex.len(), 32, "{}", ids[0]);
+        assert!(
+            hex.bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        );
     }
 }

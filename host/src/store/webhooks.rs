@@ -647,7 +647,7 @@ impl Store {
             let mut leased: Vec<Claimed> = Vec::new();
             for (n, (id, event)) in events.iter().enumerate() {
                 for e in endpoints.iter().filter(|e| e.wants(event)) {
-                    let delivery_id = crate::domain::ids::object_id("whd");
+                    let delivery_id = crate::domain::ids::ordered_object_id("whd");
                     let due = if lease.take(&e.id) {
                         let (payload, created_at) = bodies.get(id).cloned().unwrap_or_default();
                         let (_, sequence, previous_id) = &numbered[n];
@@ -1115,7 +1115,7 @@ impl Store {
             .iter()
             .map(|(id, event)| {
                 (
-                    crate::domain::ids::object_id("whd"),
+                    crate::domain::ids::ordered_object_id("whd"),
                     endpoint.id.as_str(),
                     id.as_str(),
                     event.as_str(),
@@ -1254,8 +1254,6 @@ async fn finish_change(
 /// it is due (now, or the end of the lease of the node about to send it).
 type NewDelivery<'a> = (String, &'a str, &'a str, &'a str, i64);
 
-/// Inserts pending deliveries; an existing (endpoint, event) pair is left
-/// alone. Returns the ids inserted.
 /// Parks an endpoint's pending deliveries if it is disabled (in `tx`).
 async fn park_if_disabled(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
@@ -1272,6 +1270,8 @@ async fn park_if_disabled(
     Ok(())
 }
 
+/// Inserts pending deliveries; an existing (endpoint, event) pair is left
+/// alone. Returns the ids inserted.
 async fn insert_deliveries(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     tenant_id: &str,
