@@ -5,7 +5,8 @@
 #      node with delivery on sends them all to a local receiver
 #      (host/examples/webhook_sink.rs), timed from its first to its last;
 #   2. assess p99 at 500 assess/s with no endpoint, with an endpoint
-#      subscribed to every event, and with that only endpoint hanging.
+#      subscribed to every event, and with that only endpoint hanging
+#      (after the first part's writes are settled: vacuum and checkpoint).
 #
 # Usage: scripts/webhook-bench.sh [seconds-per-run]   (default 15)
 # Environment: LOAD_BACKENDS="sqlite postgres", ADUANA_BIN, LOADGEN, SINK
@@ -65,6 +66,11 @@ run_backend() {
   $BIN serve & pid=$!
   wait "$sink"
   echo "$backend: $n events delivered (see the rate above)"
+  # The backlog's aftermath (PostgreSQL's autovacuum of the rows the
+  # delivery just updated and its checkpoint; SQLite's WAL) would land in
+  # whichever latency phase comes first: settle it before them.
+  if [ -n "$db_url" ]; then psql "$db_url" -qc "VACUUM ANALYZE" -c "CHECKPOINT"
+  else python3 -c 'import sqlite3,sys; sqlite3.connect(sys.argv[1]).execute("PRAGMA wal_checkpoint(TRUNCATE)")' "$ADUANA_DATA_DIR/aduana.db"; fi
 
   # 2. Assess p99 at 500/s, alternating no endpoint and an endpoint taking
   #    every event; the hanging endpoint last (it leaves a backlog that a
