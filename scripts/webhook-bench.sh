@@ -7,9 +7,18 @@
 #   2. assess p99 at 500 assess/s with no endpoint, with an endpoint
 #      subscribed to every event, and with that only endpoint hanging
 #      (after the first part's writes are settled: vacuum and checkpoint).
+#      No endpoint and every event alternate for WEBHOOK_BENCH_ROUNDS
+#      rounds (default 3), then the hanging endpoint runs as many phases;
+#      each kind's latencies are pooled over its phases and its p99 set
+#      against the pooled no-endpoint p99. This machine's disk has
+#      occasional fsync stalls of 40-370 ms (docs/benchmarks.md); a commit
+#      waits for its fsync, so one stall can decide one phase's p99, and
+#      pooling alternated phases spreads such stalls over the kinds
+#      instead of charging them to whichever phase they hit.
 #
 # Usage: scripts/webhook-bench.sh [seconds-per-run]   (default 15)
-# Environment: LOAD_BACKENDS="sqlite postgres", ADUANA_BIN, LOADGEN, SINK
+# Environment: LOAD_BACKENDS="sqlite postgres", ADUANA_BIN, LOADGEN, SINK,
+# WEBHOOK_BENCH_ROUNDS
 # (binaries to use; default: build them); SINK_NICE=N runs the receivers at
 # OS priority N (e.g. 10), standing in for a bank's receiver on another
 # machine instead of competing with aduana for this machine's cores.
@@ -79,17 +88,35 @@ run_backend() {
   local id; id="$(hook GET /api/v1/webhooks | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"][0]["id"])')"
   $SINK --listen "127.0.0.1:$OK_PORT" & local ok=$!
   $SINK --listen "127.0.0.1:$HANG_PORT" --mode hang & local hang=$!
-  sleep 0.3
-  sleep 3
-  for mode in none every none every hang; do
+  sleep 3.3
+  local rounds="${WEBHOOK_BENCH_ROUNDS:-3}" modes=()
+  for _ in $(seq 1 "$rounds"); do modes+=(none every); done
+  for _ in $(seq 1 "$rounds"); do modes+=(hang); done
+  for mode in "${modes[@]}"; do
     case "$mode" in
       none) hook PATCH "/api/v1/webhooks/$id" '{"is_active": false}' >/dev/null ;;
       every) hook PATCH "/api/v1/webhooks/$id" "{\"is_active\": true, \"url\": \"http://127.0.0.1:$OK_PORT/hook\"}" >/dev/null ;;
       hang) hook PATCH "/api/v1/webhooks/$id" "{\"is_active\": true, \"url\": \"http://127.0.0.1:$HANG_PORT/hook\"}" >/dev/null ;;
     esac
-    $LOADGEN --url "http://127.0.0.1:$PORT" --key "$key" --seconds "$SECS" --rate 500 --concurrency 16 --label "$backend at 500/s, endpoint: $mode"
+    $LOADGEN --url "http://127.0.0.1:$PORT" --key "$key" --seconds "$SECS" --rate 500 --concurrency 16 \
+      --latencies-out "$dir/latencies-$mode" --label "$backend at 500/s, endpoint: $mode"
     sleep 2
   done
+  python3 - "$backend" "$dir" <<'PY'
+import math, sys
+backend, d = sys.argv[1], sys.argv[2]
+def pct(l, p):  # as the load driver computes it
+    return l[min(len(l), max(1, math.ceil(len(l) * p))) - 1]
+pooled = {}
+for mode in ("none", "every", "hang"):
+    l = sorted(float(x) for x in open(f"{d}/latencies-{mode}"))
+    pooled[mode] = pct(l, 0.99)
+    print(f"{backend} pooled, endpoint {mode}: {len(l)} requests, p50 {pct(l, 0.5):.2f} ms, "
+          f"p90 {pct(l, 0.9):.2f} ms, p99 {pct(l, 0.99):.2f} ms, "
+          f"over 40 ms {sum(x > 40 for x in l)}, max {l[-1]:.2f} ms")
+for mode in ("every", "hang"):
+    print(f"{backend} pooled p99, endpoint {mode} / none: {pooled[mode] / pooled['none']:.2f}x")
+PY
   kill "$pid" "$ok" "$hang" 2>/dev/null; wait "$pid" 2>/dev/null || true
   if [ -n "$db_name" ]; then psql "$PG_ADMIN" -qc "DROP DATABASE IF EXISTS $db_name WITH (FORCE)"; fi
   rm -rf "$dir"

@@ -59,6 +59,10 @@ struct Setup {
     runtime: Runtime,
     four: Pipeline,
     all: Pipeline,
+    /// The default pipelines `aduana serve` compiles: per flow, the built-ins
+    /// that declare it.
+    payout: Pipeline,
+    payin: Pipeline,
     params: HashMap<String, String>,
 }
 
@@ -94,6 +98,16 @@ fn setup() -> Setup {
     let all = PipelineConfig::with_rules(&builtins::ids())
         .compile(|id| loaded.get(id).map(aduana_host::pipeline::Runnable::active))
         .unwrap();
+    let default_for = |flow: &str| {
+        let ids: Vec<&str> = builtins::ids()
+            .into_iter()
+            .filter(|id| loaded[*id].metadata.flows.contains(&flow))
+            .collect();
+        PipelineConfig::with_rules(&ids)
+            .compile(|id| loaded.get(id).map(aduana_host::pipeline::Runnable::active))
+            .unwrap()
+    };
+    let (payout, payin) = (default_for("payout"), default_for("payin"));
     let params = four
         .steps
         .iter()
@@ -103,8 +117,49 @@ fn setup() -> Setup {
         runtime,
         four,
         all,
+        payout,
+        payin,
         params,
     }
+}
+
+/// A pay-in as `loadgen --flow payin` sends it: e-mail, phone, card, device
+/// with an IPv4 and billing country.
+fn payin_fixture() -> FixtureTransaction {
+    serde_json::from_value(serde_json::json!({
+        "flow": "payin",
+        "amount_minor": 1_500_000, "currency": "MXN", "exponent": 2,
+        "customer_id": "cus_17", "payment_id": "load-17",
+        "assessed_at_ms": 1_763_822_400_000_i64,
+        "payin": {
+            "email": "buyer17@example.com", "phone": "+525500000017",
+            "payment_method": {"type": "card", "card_bin": "411111", "card_last4": "0017", "card_hash": "h17"},
+            "device": {"ip": "198.51.0.17", "fingerprint": "fp_17"},
+            "billing": {"country": "MX"}
+        }
+    }))
+    .unwrap()
+}
+
+/// What the host prefetches for that pay-in: no list hit, fifteen velocity
+/// counts (five entities, three windows).
+fn payin_context() -> Arc<ContextSnapshot> {
+    let velocity = ["customer", "card", "ip", "device", "email"]
+        .iter()
+        .flat_map(|e| {
+            ["1h", "24h", "7d"]
+                .iter()
+                .map(move |w| aduana_host::runtime::VelocityRecord {
+                    entity: (*e).into(),
+                    window: (*w).into(),
+                    count: 2,
+                })
+        })
+        .collect();
+    Arc::new(ContextSnapshot {
+        velocity,
+        ..ContextSnapshot::default()
+    })
 }
 
 /// The SDK-side transaction (what the component receives), for the native run.
@@ -242,6 +297,21 @@ fn benches(c: &mut Criterion) {
     g.bench_function("wasm_5_rules_default", |b| {
         b.iter(|| black_box(s.all.run(&s.runtime, &tx, &ctx, Vec::new()).unwrap()))
     });
+    let payin_tx = payin_fixture().to_transaction();
+    let payin_ctx = payin_context();
+    let empty = Arc::new(ContextSnapshot::default());
+    g.bench_function("default_payout", |b| {
+        b.iter(|| black_box(s.payout.run(&s.runtime, &tx, &empty, Vec::new()).unwrap()))
+    });
+    g.bench_function("default_payin", |b| {
+        b.iter(|| {
+            black_box(
+                s.payin
+                    .run(&s.runtime, &payin_tx, &payin_ctx, Vec::new())
+                    .unwrap(),
+            )
+        })
+    });
     g.bench_function("native_4_rules", |b| {
         b.iter(|| black_box(native_four(&native_tx, &s.params, &native_ctx)))
     });
@@ -292,6 +362,32 @@ fn benches(c: &mut Criterion) {
             params.len(),
             run.peak_memory >> 10
         );
+    }
+    // The two flows' default pipelines, rule by rule.
+    for (name, pipeline, tx, ctx) in [
+        ("payout", &s.payout, &tx, &empty),
+        ("pay-in", &s.payin, &payin_tx, &payin_ctx),
+    ] {
+        let whole = time(&|| {
+            black_box(pipeline.run(&s.runtime, tx, ctx, Vec::new()).unwrap());
+        });
+        println!(
+            "default {name} pipeline: {:.2} µs per assess",
+            whole.as_secs_f64() * 1e6
+        );
+        for step in &pipeline.steps {
+            let params = &step.params_json;
+            let per_eval = time(&|| {
+                black_box(s.runtime.evaluate(&step.rule, tx, params, ctx));
+            });
+            let run = s.runtime.evaluate(&step.rule, tx, params, ctx);
+            println!(
+                "  {:<20} {:>6.2} µs per evaluation, fuel {:>6}",
+                step.rule.metadata.id,
+                per_eval.as_secs_f64() * 1e6,
+                run.fuel_used,
+            );
+        }
     }
     println!(
         "\n4-rule pipeline per assess: wasm {:.2} µs, native {:.2} µs, ratio {:.1}x\n",

@@ -46,6 +46,10 @@ struct Args {
     /// `payout` (POST /api/v1/assess/payout) or `payin` (POST /api/v1/assess).
     #[arg(long, default_value = "payout", value_parser = ["payout", "payin"])]
     flow: String,
+    /// Appends every successful request's latency (ms, one per line) to
+    /// this file, so a benchmark can pool several runs of one kind.
+    #[arg(long)]
+    latencies_out: Option<std::path::PathBuf>,
 }
 
 fn payload(i: u64) -> String {
@@ -187,6 +191,19 @@ async fn main() {
     let elapsed = started.elapsed().as_secs_f64();
     let mut l = latencies.lock().await.clone();
     l.sort();
+    if let Some(path) = &args.latencies_out {
+        use std::io::Write;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap();
+        let mut out = std::io::BufWriter::new(file);
+        for d in &l {
+            writeln!(out, "{:.3}", d.as_secs_f64() * 1000.0).unwrap();
+        }
+        out.flush().unwrap();
+    }
     let pct = |p: f64| -> f64 {
         if l.is_empty() {
             return f64::NAN;
