@@ -962,6 +962,30 @@ async fn webhooks_due_check_skips_busy_endpoints(db: Db) {
             "{plan}"
         ),
     }
+    // The parking sweep parks the disabled endpoint's pending delivery and
+    // leaves the hanging endpoint's backlog alone; it finds what to park
+    // with one probe per disabled endpoint, never a walk of every pending
+    // delivery (a hanging endpoint's backlog), and parks by endpoint.
+    assert_eq!(store.park_inactive_deliveries().await.unwrap(), 1);
+    assert_eq!(store.park_inactive_deliveries().await.unwrap(), 0);
+    assert!(store.deliveries_due(now, &[]).await.unwrap());
+    for p in store.webhook_park_plans().await.unwrap() {
+        let plan = p.plan;
+        match t.db {
+            Db::Sqlite => assert!(
+                plan.contains("webhook_deliveries_pending (endpoint_id=?)")
+                    && !plan.contains("webhook_deliveries_due"),
+                "{}: {plan}",
+                p.query
+            ),
+            Db::Postgres => assert!(
+                plan.contains("webhook_deliveries_pending")
+                    && !plan.contains("Seq Scan on webhook_deliveries"),
+                "{}: {plan}",
+                p.query
+            ),
+        }
+    }
 }
 
 async fn api_only_app(db: Db) -> TestApp {

@@ -95,6 +95,23 @@ impl Store {
         })
     }
 
+    /// Plans of the delivery worker's parking sweep: which disabled
+    /// endpoints have pending deliveries, and the parking of one.
+    pub async fn webhook_park_plans(&self) -> Result<Vec<QueryPlan>, StoreError> {
+        Ok(vec![
+            QueryPlan {
+                query: "webhook_parkable_endpoints",
+                plan: self.explain(webhooks::PARKABLE_ENDPOINTS, vec![]).await?,
+            },
+            QueryPlan {
+                query: "webhook_park_endpoint",
+                plan: self
+                    .explain(webhooks::PARK_ENDPOINT, vec![Bind::Text("whe_off")])
+                    .await?,
+            },
+        ])
+    }
+
     async fn explain(&self, sql: &str, binds: Vec<Bind>) -> Result<String, StoreError> {
         let prefix = match self.backend {
             Backend::Sqlite => "EXPLAIN QUERY PLAN ",

@@ -297,6 +297,17 @@ async fn number_events(
     Ok(())
 }
 
+/// Disabled endpoints that have pending deliveries: one probe of the
+/// pending-deliveries index per disabled endpoint.
+pub(super) const PARKABLE_ENDPOINTS: &str = "SELECT e.id FROM webhook_endpoints e \
+     WHERE e.is_active = 0 AND EXISTS (SELECT 1 FROM webhook_deliveries d \
+     WHERE d.endpoint_id = e.id AND d.status = 'pending')";
+
+/// Parks one endpoint's pending deliveries if it is (still) disabled.
+pub(super) const PARK_ENDPOINT: &str = "UPDATE webhook_deliveries SET status = 'paused' \
+     WHERE endpoint_id = $1 AND status = 'pending' \
+     AND EXISTS (SELECT 1 FROM webhook_endpoints WHERE id = $1 AND is_active = 0)";
+
 impl Store {
     /// Inserts an endpoint and its audit entry, together.
     pub async fn insert_webhook_endpoint(
@@ -443,14 +454,33 @@ impl Store {
     /// can go. Disabling parks at once; this catches what became pending
     /// for a disabled endpoint afterwards (an attempt in flight at the
     /// time, a manual retry, a recovery). Says how many it parked.
+    ///
+    /// Normally no disabled endpoint has a pending delivery, and then this
+    /// is one read of each disabled endpoint's pending deliveries (the
+    /// partial index `webhook_deliveries_pending`) and no write at all. A
+    /// single `UPDATE … WHERE status = 'pending' AND endpoint_id IN
+    /// (disabled)` walked every pending delivery instead — a hanging
+    /// endpoint's backlog grows by one per event — and on SQLite did it on
+    /// the one writer connection, so every few seconds the group commits
+    /// waited for a walk that grew with the backlog.
     pub async fn park_inactive_deliveries(&self) -> Result<u64, StoreError> {
-        let done = sqlx::query(
-            "UPDATE webhook_deliveries SET status = 'paused' WHERE status = 'pending' \
-             AND endpoint_id IN (SELECT id FROM webhook_endpoints WHERE is_active = 0)",
-        )
-        .execute(&self.writer)
-        .await?;
-        Ok(done.rows_affected())
+        let endpoints: Vec<String> = sqlx::query(PARKABLE_ENDPOINTS)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| r.try_get("id"))
+            .collect::<Result<_, _>>()?;
+        let mut parked = 0;
+        for id in &endpoints {
+            // Still disabled when the update runs: an endpoint enabled in
+            // between keeps its deliveries pending.
+            let done = sqlx::query(PARK_ENDPOINT)
+                .bind(id)
+                .execute(&self.writer)
+                .await?;
+            parked += done.rows_affected();
+        }
+        Ok(parked)
     }
 
     /// Replaces the signing secret (the old one stays valid until
