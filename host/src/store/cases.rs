@@ -4,7 +4,7 @@ use sqlx::{Row, any::AnyRow};
 
 use super::{
     AuditEvent, Store, StoreError, StoredAssessment,
-    assessments::{ASSESSMENT_COLUMNS, assessment_from_row, values},
+    assessments::{ASSESSMENT_COLUMNS, Params, assessment_from_row, values},
     audit::append as append_audit,
     blocklists::{BlocklistEntry, NewBlocklistEntry, bind_entry, from_row as entry_from_row},
 };
@@ -310,7 +310,7 @@ async fn insert_case(
 ) -> Result<(), StoreError> {
     let sql = format!(
         "INSERT INTO cases ({CASE_COLUMNS}) VALUES {}",
-        values(1, 27, "")
+        values(Params::Numbered, 1, 27, "")
     );
     bind_case(sqlx::query(&sql), c)
         .execute(&mut **tx)
@@ -940,7 +940,7 @@ impl Store {
         let inserted = sqlx::query(&format!(
             "INSERT INTO fraud_labels (tenant_id, {LABEL_COLUMNS}) VALUES {} \
              ON CONFLICT (tenant_id, session_id) DO NOTHING",
-            values(1, 11, "")
+            values(Params::Numbered, 1, 11, "")
         ))
         .bind(tenant_id)
         .bind(&l.session_id)
@@ -971,7 +971,7 @@ impl Store {
                 "INSERT INTO blocklist_entries ({}) VALUES {} \
                  ON CONFLICT (tenant_id, list_type, value, flow_scope) DO NOTHING",
                 super::blocklists::COLUMNS,
-                values(1, 12, "")
+                values(Params::Numbered, 1, 12, "")
             );
             bind_entry(sqlx::query(&sql), e).execute(&mut *tx).await?;
             let row = sqlx::query(&format!(

@@ -205,6 +205,7 @@ impl Store {
                                     format!(
                                         "PRAGMA journal_mode = WAL; PRAGMA synchronous = {}; \
                                          PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; \
+                                         PRAGMA temp_store = MEMORY; \
                                          PRAGMA wal_autocheckpoint = 16384; \
                                          PRAGMA journal_size_limit = 67108864;",
                                         sync.pragma()

@@ -8,7 +8,9 @@ use std::collections::{HashMap, HashSet};
 use sqlx::{Row, any::AnyRow};
 
 use super::{
-    AuditEvent, Backend, Store, StoreError, assessments::values, audit::append as append_audit,
+    AuditEvent, Backend, Store, StoreError,
+    assessments::{Params, values},
+    audit::append as append_audit,
 };
 
 /// A stored endpoint; `secret` and `previous_secret` are sealed.
@@ -566,7 +568,14 @@ impl Store {
     ) -> Result<Dispatched, StoreError> {
         let mut tx = self.writer.begin().await?;
         if !records.is_empty() {
-            Self::record_in(&mut tx, records, now, disable_failing_before).await?;
+            Self::record_in(
+                &mut tx,
+                Params::InOrder(self.backend),
+                records,
+                now,
+                disable_failing_before,
+            )
+            .await?;
         }
         let dispatched = self.dispatch_in(&mut tx, limit, now, lease).await?;
         tx.commit().await?;
@@ -704,7 +713,8 @@ impl Store {
                     fan_out.push((delivery_id, e.id.as_str(), id.as_str(), event.as_str(), due));
                 }
             }
-            let inserted = insert_deliveries(tx, tenant, &fan_out, now).await?;
+            let inserted =
+                insert_deliveries(tx, Params::InOrder(self.backend), tenant, &fan_out, now).await?;
             dispatched.leased.extend(
                 leased
                     .into_iter()
@@ -877,7 +887,14 @@ impl Store {
             return Ok(());
         }
         let mut tx = self.writer.begin().await?;
-        Self::record_in(&mut tx, records, now, disable_failing_before).await?;
+        Self::record_in(
+            &mut tx,
+            Params::InOrder(self.backend),
+            records,
+            now,
+            disable_failing_before,
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -885,6 +902,7 @@ impl Store {
     /// [`Store::record_attempts`] inside `tx`.
     async fn record_in(
         tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        params: Params,
         records: &[AttemptRecord],
         now: i64,
         disable_failing_before: i64,
@@ -894,7 +912,7 @@ impl Store {
                 "INSERT INTO webhook_attempts (delivery_id, attempt, tenant_id, at_ms, status_code, \
                  duration_ms, error, response_head) VALUES {} \
                  ON CONFLICT (delivery_id, attempt) DO NOTHING",
-                values(chunk.len(), 8, "")
+                values(params, chunk.len(), 8, "")
             );
             let mut q = sqlx::query(&sql);
             for rec in chunk {
@@ -1153,7 +1171,14 @@ impl Store {
                 )
             })
             .collect();
-        insert_deliveries(&mut tx, &endpoint.tenant_id, &fan_out, now).await?;
+        insert_deliveries(
+            &mut tx,
+            Params::InOrder(self.backend),
+            &endpoint.tenant_id,
+            &fan_out,
+            now,
+        )
+        .await?;
         tx.commit().await?;
         Ok(wanted.len())
     }
@@ -1304,6 +1329,7 @@ async fn park_if_disabled(
 /// alone. Returns the ids inserted.
 async fn insert_deliveries(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    params: Params,
     tenant_id: &str,
     rows: &[NewDelivery<'_>],
     now: i64,
@@ -1312,13 +1338,10 @@ async fn insert_deliveries(
     for chunk in rows.chunks(INSERT_ROWS) {
         let sql = format!(
             "INSERT INTO webhook_deliveries (id, tenant_id, endpoint_id, event_id, event, \
-             next_attempt_at, status, attempts, created_at, updated_at) VALUES {} \
+             next_attempt_at, created_at, updated_at, status, attempts) VALUES {} \
              ON CONFLICT (endpoint_id, event_id) DO NOTHING RETURNING id",
-            values(chunk.len(), 6, ", 'pending', 0, $0, $0")
+            values(params, chunk.len(), 8, ", 'pending', 0")
         );
-        // `values` numbers from 1; the shared time goes last.
-        let last = chunk.len() * 6 + 1;
-        let sql = sql.replace("$0", &format!("${last}"));
         let mut q = sqlx::query(&sql);
         for (id, endpoint_id, event_id, event, due) in chunk {
             q = q
@@ -1327,9 +1350,11 @@ async fn insert_deliveries(
                 .bind(*endpoint_id)
                 .bind(*event_id)
                 .bind(*event)
-                .bind(*due);
+                .bind(*due)
+                .bind(now)
+                .bind(now);
         }
-        for r in q.bind(now).fetch_all(&mut **tx).await? {
+        for r in q.fetch_all(&mut **tx).await? {
             inserted.insert(r.try_get("id")?);
         }
     }
