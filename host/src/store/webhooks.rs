@@ -568,14 +568,8 @@ impl Store {
     ) -> Result<Dispatched, StoreError> {
         let mut tx = self.writer.begin().await?;
         if !records.is_empty() {
-            Self::record_in(
-                &mut tx,
-                Params::InOrder(self.backend),
-                records,
-                now,
-                disable_failing_before,
-            )
-            .await?;
+            self.record_in(&mut tx, records, now, disable_failing_before)
+                .await?;
         }
         let dispatched = self.dispatch_in(&mut tx, limit, now, lease).await?;
         tx.commit().await?;
@@ -887,22 +881,16 @@ impl Store {
             return Ok(());
         }
         let mut tx = self.writer.begin().await?;
-        Self::record_in(
-            &mut tx,
-            Params::InOrder(self.backend),
-            records,
-            now,
-            disable_failing_before,
-        )
-        .await?;
+        self.record_in(&mut tx, records, now, disable_failing_before)
+            .await?;
         tx.commit().await?;
         Ok(())
     }
 
     /// [`Store::record_attempts`] inside `tx`.
     async fn record_in(
+        &self,
         tx: &mut sqlx::Transaction<'static, sqlx::Any>,
-        params: Params,
         records: &[AttemptRecord],
         now: i64,
         disable_failing_before: i64,
@@ -912,7 +900,7 @@ impl Store {
                 "INSERT INTO webhook_attempts (delivery_id, attempt, tenant_id, at_ms, status_code, \
                  duration_ms, error, response_head) VALUES {} \
                  ON CONFLICT (delivery_id, attempt) DO NOTHING",
-                values(params, chunk.len(), 8, "")
+                values(Params::InOrder(self.backend), chunk.len(), 8, "")
             );
             let mut q = sqlx::query(&sql);
             for rec in chunk {
