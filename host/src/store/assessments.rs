@@ -2,6 +2,7 @@
 //! the idempotency record and the outbox row, in one transaction.
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
+    fmt::Write as _,
     sync::{Arc, Mutex, MutexGuard},
 };
 
@@ -480,7 +481,7 @@ impl Store {
         writes: &[&AssessmentWrite],
     ) -> Result<Vec<CommitOutcome>, StoreError> {
         let mut tx = conn.begin().await?;
-        let in_order = Params::InOrder(self.backend);
+        let in_order = self.in_order();
 
         // Idempotency records first: a write whose key is taken writes
         // nothing else. Sorted, so concurrent batches of several nodes lock
@@ -504,11 +505,19 @@ impl Store {
                 if i > 0 {
                     sql.push_str(" OR ");
                 }
-                let [tenant, scope, key, before] = [1, 2, 3, 4].map(|n| in_order.nth(4 * i + n));
-                sql.push_str(&format!(
-                    "(tenant_id = {tenant} AND scope = {scope} AND idem_key = {key} \
-                     AND created_at <= {before})"
-                ));
+                for (n, column) in [
+                    "(tenant_id = ",
+                    " AND scope = ",
+                    " AND idem_key = ",
+                    " AND created_at <= ",
+                ]
+                .into_iter()
+                .enumerate()
+                {
+                    sql.push_str(column);
+                    in_order.push(&mut sql, 4 * i + n + 1);
+                }
+                sql.push(')');
             }
             let mut q = sqlx::query(&sql);
             for &(_, tenant, scope, key, w) in &keyed {
@@ -830,13 +839,21 @@ pub(super) enum Params {
 }
 
 impl Params {
-    /// The placeholder of the `n`th parameter (from 1).
-    pub(super) fn nth(self, n: usize) -> String {
+    /// Appends the placeholder of the `n`th parameter (from 1) to `out`.
+    pub(super) fn push(self, out: &mut String, n: usize) {
         if self == Params::InOrder(Backend::Sqlite) {
-            "?".to_owned()
+            out.push('?');
         } else {
-            format!("${n}")
+            // Writing to a `String` cannot fail.
+            let _ = write!(out, "${n}");
         }
+    }
+}
+
+impl Store {
+    /// [`Params::InOrder`] for this store's backend.
+    pub(super) fn in_order(&self) -> Params {
+        Params::InOrder(self.backend)
     }
 }
 
@@ -854,7 +871,7 @@ pub(super) fn values(params: Params, rows: usize, cols: usize, tail: &str) -> St
             if c > 0 {
                 out.push_str(", ");
             }
-            out.push_str(&params.nth(r * cols + c + 1));
+            params.push(&mut out, r * cols + c + 1);
         }
         out.push_str(tail);
         out.push(')');

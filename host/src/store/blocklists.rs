@@ -155,12 +155,7 @@ impl Store {
             let sql = format!(
                 "INSERT INTO blocklist_entries ({COLUMNS}) VALUES {} \
                  ON CONFLICT (tenant_id, list_type, value, flow_scope) DO NOTHING RETURNING id",
-                super::assessments::values(
-                    super::assessments::Params::InOrder(self.backend),
-                    chunk.len(),
-                    12,
-                    "",
-                )
+                super::assessments::values(self.in_order(), chunk.len(), 12, "")
             );
             let mut q = sqlx::query(&sql);
             for e in chunk {

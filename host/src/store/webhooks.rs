@@ -707,8 +707,7 @@ impl Store {
                     fan_out.push((delivery_id, e.id.as_str(), id.as_str(), event.as_str(), due));
                 }
             }
-            let inserted =
-                insert_deliveries(tx, Params::InOrder(self.backend), tenant, &fan_out, now).await?;
+            let inserted = insert_deliveries(tx, self.in_order(), tenant, &fan_out, now).await?;
             dispatched.leased.extend(
                 leased
                     .into_iter()
@@ -900,7 +899,7 @@ impl Store {
                 "INSERT INTO webhook_attempts (delivery_id, attempt, tenant_id, at_ms, status_code, \
                  duration_ms, error, response_head) VALUES {} \
                  ON CONFLICT (delivery_id, attempt) DO NOTHING",
-                values(Params::InOrder(self.backend), chunk.len(), 8, "")
+                values(self.in_order(), chunk.len(), 8, "")
             );
             let mut q = sqlx::query(&sql);
             for rec in chunk {
@@ -1159,14 +1158,7 @@ impl Store {
                 )
             })
             .collect();
-        insert_deliveries(
-            &mut tx,
-            Params::InOrder(self.backend),
-            &endpoint.tenant_id,
-            &fan_out,
-            now,
-        )
-        .await?;
+        insert_deliveries(&mut tx, self.in_order(), &endpoint.tenant_id, &fan_out, now).await?;
         tx.commit().await?;
         Ok(wanted.len())
     }
